@@ -1,0 +1,34 @@
+#include "vm/wired_count.h"
+
+namespace ptmpfs::vm {
+
+namespace {
+std::atomic<uint64_t> next_counter_id{1};
+}  // namespace
+
+thread_local WiredCount::ThreadCache WiredCount::cache_;
+
+WiredCount::WiredCount() : id_(next_counter_id.fetch_add(1, std::memory_order_relaxed)) {}
+
+std::atomic<int64_t>& WiredCount::RegisterThisThread() {
+  // The cache holds one counter; a thread that alternates between counters (tests
+  // with several Vms) finds its slot again here: one slot per thread per counter.
+  absl::MutexLock lock(&registry_mu_);
+  Slot*& slot = slot_of_thread_[std::this_thread::get_id()];
+  if (slot == nullptr) {
+    slots_.push_back(std::make_unique<Slot>());
+    slot = slots_.back().get();
+  }
+  cache_.owner_id = id_;
+  cache_.slot = &slot->count;
+  return *cache_.slot;
+}
+
+int64_t WiredCount::Total() const {
+  absl::MutexLock lock(&registry_mu_);
+  int64_t total = 0;
+  for (const auto& slot : slots_) total += slot->count.load(std::memory_order_relaxed);
+  return total;
+}
+
+}  // namespace ptmpfs::vm
