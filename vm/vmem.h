@@ -33,10 +33,10 @@
 //  4. No imported span is wholly free outside a quantum cache: it has gone back to
 //     its source.
 //
-// Locking. Each quantum cache has its own absl::Mutex; one more guards the rest of
-// the arena. Lock order: a quantum cache's mutex, then its arena's; an arena's mutex
-// may be held while taking its source's mutexes (import, return of a span), never
-// the reverse. All methods are thread-safe.
+// Locking. One absl::Mutex guards the arena; each quantum cache has its own leaf lock,
+// held only to push or pop a range (CheckConsistency alone takes the arena's mutex
+// under them). Lock order: an arena's mutex may be held while taking its source's
+// locks (import, return of a span), never the reverse. All methods are thread-safe.
 #ifndef PTMPFS_VM_VMEM_H_
 #define PTMPFS_VM_VMEM_H_
 
@@ -95,8 +95,9 @@ class Vmem {
 
   // Returns a range obtained from Alloc/XAlloc with the same size (before or after
   // rounding). Never allocates, never fails.
-  // REQUIRES: [addr, addr+size) was allocated from this arena and not yet freed;
-  // a range not allocated from the segment lists aborts the process.
+  // REQUIRES: [addr, addr+size) was allocated from this arena and not yet freed. A
+  // violation aborts the process when the range reaches the segment lists (at once
+  // for an uncached size, at the next reap of its cache for a cached one).
   void Free(uint64_t addr, uint64_t size);
 
   // Drains the quantum caches back into the segment lists (tests, low memory). Alloc

@@ -66,8 +66,8 @@ namespace {
 
 using Fit = Vmem::Fit;
 
-// Every test runs with absl's lock-order checking on (off by default in release
-// builds of absl): an acquisition against the order vmem.h states aborts the test.
+// Every test runs with absl's lock-order checking on (its default depends on how absl
+// was built): an acquisition against the order vmem.h states aborts the test.
 const bool kLockOrderChecked = [] {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
   return true;
