@@ -63,7 +63,10 @@ bool Pager::MigrateFrame(FrameNumber source) {
     entry->notify_all();
   };
   if (from.wire_count.load(std::memory_order_seq_cst) != 0) {
-    release(pte);
+    // A pin got in first and may have set the dirty bit since the snapshot: clear
+    // only the busy bit (vm.h, invariant 1).
+    entry->fetch_and(~Pte::kBusy, std::memory_order_release);
+    entry->notify_all();
     return false;
   }
   std::optional<FrameNumber> dest = frames.Alloc(0);

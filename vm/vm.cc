@@ -107,11 +107,16 @@ absl::Status Vm::AllocatePages(PageTable& table, PageIndex first, uint64_t count
   absl::Status charged =
       from_reserve ? accounting_->ChargeFromReserve(frames) : accounting_->Charge(frames);
   if (!charged.ok()) return charged;
+  uint64_t installed = 0;
   for (PageIndex index = first; index < first + count; ++index) {
     Entry* entry = table.Find(index);
     uint64_t expected = Pte::kNone;
-    entry->compare_exchange_strong(expected, Pte::Make(Pte::kZero), std::memory_order_release);
+    installed += entry->compare_exchange_strong(expected, Pte::Make(Pte::kZero),
+                                                std::memory_order_release);
   }
+  // A racing allocation of the same pages installed some of them: its charge
+  // covers those.
+  if (installed < absent) accounting_->Uncharge((absent - installed) * table.frames_per_page());
   return absl::OkStatus();
 }
 
