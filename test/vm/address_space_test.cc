@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "test/testing.h"
 #include "vm/pager.h"
 #include "vm/vm.h"
 
@@ -307,6 +308,27 @@ TEST(AddressSpaceTest, ManyThreadsPinningWithAFewFramesDoNotDeadlock) {
   // Bounded waits may fail some pins; what matters is that every thread finished.
   std::printf("pins refused at the wired cap: %d of 800\n", failures.load());
   EXPECT_EQ(f.vm->wired_frames(), 0);
+}
+
+TEST(AddressSpaceTest, ResidentMemoryStaysWithinTheBudget) {
+  if (testing::kSanitized) GTEST_SKIP() << "RSS is meaningless under sanitizers' shadow memory";
+  const uint64_t rss_before = testing::RssBytes();
+  constexpr uint64_t kBudget = 4 << 20;
+  constexpr uint64_t kData = 64 << 20;
+  Fixture f = Make(kBudget / kPageSize, true, false, 256 << 20);
+  uint64_t address = *f.pages->Alloc(kData);
+  for (uint64_t page = 0; page < kData / kPageSize; ++page) {
+    Fill(*f.pages, address + page * kPageSize, page);
+  }
+  for (uint64_t page = 0; page < kData / kPageSize; ++page) {
+    Check(*f.pages, address + page * kPageSize, page);
+  }
+  const uint64_t growth = testing::RssBytes() - rss_before;
+  std::printf("64 MiB through a 4 MiB budget: RSS grew %llu KiB, %llu pageouts\n",
+              static_cast<unsigned long long>(growth >> 10),
+              static_cast<unsigned long long>(f.vm->ReadStats().pageouts));
+  // The budget, plus bookkeeping: page tables and checksums, about 10 bytes per page.
+  EXPECT_LT(growth, kBudget + (4 << 20));
 }
 
 }  // namespace
