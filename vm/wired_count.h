@@ -46,7 +46,7 @@ class WiredCount {
     uint64_t owner_id = 0;
     std::atomic<int64_t>* slot = nullptr;
   };
-  static thread_local ThreadCache cache_;
+  static constinit thread_local ThreadCache cache_;  // constinit: no TLS init call per pin
 
   std::atomic<int64_t>& ThisThreadSlot() {
     if (cache_.owner_id == id_) [[likely]] return *cache_.slot;

@@ -34,7 +34,7 @@ TEST(MetaModelTest, DirectoryAndNodeOperationsMatchAModelWithPagesInSwap) {
   std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
   std::mt19937_64 random(seed);
   vm::VmOptions options;
-  options.ram_bytes = 64 * vm::kPageSize;
+  options.ram_bytes = 32 * vm::kPageSize;
   options.swap.size_bytes = 256 << 20;
   auto vm = *vm::Vm::Create(options);
   auto space = *vm::Map::CreateAddressSpace(*vm, uint64_t{1} << 32, uint64_t{1} << 46);
