@@ -1,0 +1,274 @@
+// tmpfs: the POSIX core of ptmpfs, with Linux tmpfs semantics, and no FUSE in it.
+//
+// Theory. Every operation is a call on inode numbers that returns a result or an
+// errno-carrying status (errno_status.h). The core keeps nothing per file outside
+// pageable memory: a node is found from its inode number by arithmetic (node.h), a
+// name in its directory's index (dir_index.h), and a file's data in its anonymous
+// object (vm/anon_object.h). The FUSE adapter (fuse_adapter.h) translates requests
+// into these calls and nothing more; tests call them directly.
+//
+// The operations are split by concern as NetBSD's tmpfs splits its vnode ops:
+//   tmpfs.cc       creation, the lock table, helpers shared by the others
+//   names.cc       lookup, forget, mknod, mkdir, symlink, readlink, link, unlink,
+//                  rmdir, readdir
+//   rename.cc      rename with RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT
+//   attributes.cc  getattr, setattr (chmod, chown, truncate, utimens), statfs,
+//                  access checks
+//   data.cc        open, create, release, read, write, fallocate, lseek,
+//                  copy_file_range, fsync
+//   xattrs.cc      extended attributes and POSIX ACLs
+//
+// Invariants.
+//  1. A node is freed exactly when nlink == 0, lookup_count == 0 and
+//     open_count == 0 (the last of unlink, FORGET and release frees it).
+//  2. Limits are checked before any change: size= (pages charged to data and
+//     metadata), nr_inodes=, ENAMETOOLONG past 255 bytes, EFBIG past the largest
+//     file, EMLINK where nlink would overflow. Removing things never needs space.
+//  3. The root directory is inode 1 and is never freed.
+//
+// Locking. A table of striped reader/writer locks keyed by inode number guards node
+// fields and directory contents. An operation locks every inode it reads (shared)
+// or changes (exclusive) in ascending stripe order, through LockSet; so operations on
+// different directories proceed in parallel, and nothing deadlocks. Below the lock
+// table: meta/ pools and vm/ lock themselves (leaf locks). Lock order: LockSet
+// stripes (ascending) -> pool / kmem locks -> vm locks.
+#ifndef PTMPFS_FS_TMPFS_H_
+#define PTMPFS_FS_TMPFS_H_
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "fs/errno_status.h"
+#include "meta/dir_index.h"
+#include "meta/kmem.h"
+#include "meta/node.h"
+#include "meta/xattr.h"
+#include "vm/address_space.h"
+#include "vm/anon_object.h"
+#include "vm/ubc_window.h"
+#include "vm/vm.h"
+
+namespace ptmpfs::fs {
+
+using meta::Ino;
+using meta::kRootIno;
+
+// Who asks: the FUSE request's credentials.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+  mode_t umask = 0;  // already applied by the kernel to modes unless told otherwise
+};
+
+struct Attr {
+  Ino ino = 0;
+  uint64_t generation = 0;
+  uint32_t mode = 0;
+  uint32_t nlink = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  uint64_t blocks = 0;  // 512-byte blocks of allocated data
+  uint64_t rdev = 0;
+  timespec atime{};
+  timespec mtime{};
+  timespec ctime{};
+  timespec btime{};
+
+  struct stat ToStat() const;
+};
+
+// What setattr changes; unset fields stay.
+struct SetAttrRequest {
+  std::optional<uint32_t> mode;  // permission bits (and suid/sgid/sticky)
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::optional<uint64_t> size;
+  // A time, or now (UTIME_NOW), or absent (UTIME_OMIT).
+  std::optional<timespec> atime;
+  std::optional<timespec> mtime;
+  bool atime_now = false;
+  bool mtime_now = false;
+  std::optional<timespec> ctime;
+  // The FUSE request carries an open file (ftruncate): it may write regardless of
+  // mode.
+  bool from_open_file = false;
+  // The kernel asks for suid/sgid to be killed (FATTR_KILL_SUIDGID, or a chown).
+  bool kill_suid_sgid = false;
+};
+
+struct DirEntry {
+  absl::string_view name;
+  Ino ino = 0;
+  uint32_t type = 0;     // DT_*
+  uint64_t next_offset;  // the readdir offset that resumes after this entry
+};
+
+class Tmpfs {
+ public:
+  struct Options {
+    vm::VmOptions vm;
+    uint64_t size_bytes = 0;   // size=: data + metadata pages; 0 for the vm's capacity
+    uint64_t max_inodes = 0;   // nr_inodes=: 0 for no limit beyond space
+    uint32_t root_mode = 01777;
+    uint32_t root_uid = 0;
+    uint32_t root_gid = 0;
+  };
+
+  static absl::StatusOr<std::unique_ptr<Tmpfs>> Create(const Options& options);
+  ~Tmpfs();
+  Tmpfs(const Tmpfs&) = delete;
+  Tmpfs& operator=(const Tmpfs&) = delete;
+
+  // names.cc
+  // Looks `name` up in `parent` and counts one lookup on the node found (FUSE's
+  // lookup count, released by Forget). ENOENT, ENOTDIR, ENAMETOOLONG.
+  absl::StatusOr<Attr> Lookup(Ino parent, absl::string_view name);
+  // Drops `count` lookups; frees the node if that was the last reference.
+  void Forget(Ino ino, uint64_t count);
+  // Regular files, fifos, sockets, character and block devices. Counts a lookup.
+  absl::StatusOr<Attr> Mknod(const Caller& caller, Ino parent, absl::string_view name,
+                             mode_t mode, dev_t rdev);
+  absl::StatusOr<Attr> Mkdir(const Caller& caller, Ino parent, absl::string_view name,
+                             mode_t mode);
+  absl::StatusOr<Attr> Symlink(const Caller& caller, Ino parent, absl::string_view name,
+                               absl::string_view target);
+  absl::StatusOr<std::string> Readlink(Ino ino);
+  absl::StatusOr<Attr> Link(Ino ino, Ino new_parent, absl::string_view new_name);
+  absl::Status Unlink(Ino parent, absl::string_view name);
+  absl::Status Rmdir(Ino parent, absl::string_view name);
+  // Calls emit for each entry from `offset` (0: the start, with "." and "..") in
+  // stable order until it returns false. Offsets are stable while the directory
+  // changes (dir_index.h).
+  absl::Status ReadDir(Ino dir, uint64_t offset,
+                       absl::FunctionRef<bool(const DirEntry& entry)> emit);
+  // For readdirplus: the entry's attributes with a lookup counted, as Lookup.
+  absl::StatusOr<Attr> LookupForReadDirPlus(Ino dir, Ino ino);
+
+  // rename.cc: flags are RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT.
+  absl::Status Rename(const Caller& caller, Ino parent, absl::string_view name, Ino new_parent,
+                      absl::string_view new_name, unsigned flags);
+
+  // attributes.cc
+  absl::StatusOr<Attr> GetAttr(Ino ino);
+  absl::StatusOr<Attr> SetAttr(const Caller& caller, Ino ino, const SetAttrRequest& request);
+  struct statvfs StatFs();
+  // The node with this number and generation, or ESTALE (export support).
+  absl::StatusOr<Attr> ResolveHandle(Ino ino, uint64_t generation);
+
+  // data.cc
+  // Opens; O_TRUNC truncates (atomically, with the open). Counts an open.
+  absl::StatusOr<Attr> Open(const Caller& caller, Ino ino, int flags);
+  // Creates and opens (O_EXCL honoured by the caller's flags). Counts a lookup and
+  // an open.
+  absl::StatusOr<Attr> Create(const Caller& caller, Ino parent, absl::string_view name,
+                              mode_t mode, int flags);
+  // Drops an open; frees the node if it was unlinked and this was the last use.
+  void Release(Ino ino);
+  // A window onto [offset, offset + size) clipped to the file size; empty at EOF.
+  // The reply may be sent straight from its iovecs (no copy). Updates atime.
+  absl::StatusOr<vm::UbcWindow> Read(Ino ino, uint64_t offset, uint64_t size);
+  // Writes the buffers at `offset` (or at the end with O_APPEND in `flags`).
+  // Returns bytes written. Clears suid/sgid as tmpfs does for `caller`.
+  absl::StatusOr<uint64_t> Write(const Caller& caller, Ino ino, uint64_t offset,
+                                 absl::Span<const iovec> buffers, int flags);
+  // mode: 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|KEEP_SIZE, FALLOC_FL_ZERO_RANGE.
+  absl::Status Fallocate(Ino ino, int mode, uint64_t offset, uint64_t length);
+  // SEEK_DATA, SEEK_HOLE (and SEEK_SET/CUR/END are the kernel's). ENXIO past EOF.
+  absl::StatusOr<uint64_t> Lseek(Ino ino, uint64_t offset, int whence);
+  absl::StatusOr<uint64_t> CopyFileRange(const Caller& caller, Ino in, uint64_t in_offset,
+                                         Ino out, uint64_t out_offset, uint64_t length);
+  absl::Status Fsync(Ino ino);
+
+  // xattrs.cc: XATTR_CREATE / XATTR_REPLACE in flags.
+  absl::Status SetXattr(Ino ino, absl::string_view name, absl::string_view value, int flags);
+  absl::StatusOr<size_t> GetXattr(Ino ino, absl::string_view name, char* out, size_t out_size);
+  absl::StatusOr<size_t> ListXattr(Ino ino, char* out, size_t out_size);
+  absl::Status RemoveXattr(Ino ino, absl::string_view name);
+
+  // Figures for ptmpfs-stat.
+  struct Figures {
+    vm::StatsSnapshot vm;
+    uint64_t nodes = 0;
+    uint64_t dirents = 0;
+  };
+  Figures ReadFigures();
+
+  vm::Vm& vm() { return *vm_; }
+  meta::NodeStore& nodes() { return *nodes_; }
+
+ private:
+  Tmpfs() = default;
+
+  // ---- shared by the operation files (tmpfs.cc) ----
+  static constexpr int kLockStripes = 1024;
+
+  // Locks a set of inodes' stripes, each once, in ascending order; shared or
+  // exclusive per inode (exclusive wins when both are asked for one stripe).
+  class LockSet {
+   public:
+    explicit LockSet(Tmpfs& fs) : fs_(fs) {}
+    ~LockSet();
+    LockSet& Shared(Ino ino);
+    LockSet& Exclusive(Ino ino);
+    void Acquire();
+
+   private:
+    Tmpfs& fs_;
+    std::vector<std::pair<int, bool>> stripes_;  // stripe, exclusive
+    bool held_ = false;
+  };
+  static int StripeOf(Ino ino) { return static_cast<int>((ino * 0x9E3779B97F4A7C15ull) >> 54); }
+
+  // The live node of `ino`, or ENOENT (ESTALE with a generation).
+  absl::StatusOr<meta::Addr> NodeOf(Ino ino);
+  absl::StatusOr<vm::Pin<meta::Node>> PinNode(Ino ino, vm::Access access);
+  Attr AttrOf(Ino ino, const meta::Node& node) const;
+  static int64_t NowNs();
+  static timespec ToTimespec(int64_t ns);
+  static int64_t ToNs(const timespec& time);
+  // A new node, counted against nr_inodes. ENOSPC past the limit or out of space.
+  absl::StatusOr<meta::Addr> NewNode(uint32_t mode, uint32_t uid, uint32_t gid);
+  // Frees a node whose last reference went (invariant 1): its data, symlink target,
+  // xattrs, directory index. REQUIRES: the node's stripe held exclusive.
+  void FreeNode(Ino ino);
+  // True when the node's last reference is gone (invariant 1).
+  static bool Unreferenced(const meta::Node& node);
+  // Checks a name for an entry: ENAMETOOLONG, EINVAL for "", "." and "..".
+  static absl::Status CheckName(absl::string_view name);
+  // The file's data object, made on first need.
+  absl::StatusOr<vm::AnonObject*> ObjectOf(meta::Node& node, bool create);
+  // Charges a data page count against size= (ENOSPC).
+  bool DataFits(uint64_t more_pages) const;
+
+  Options options_;
+  std::unique_ptr<vm::Vm> vm_;
+  std::unique_ptr<vm::Map> space_;
+  std::unique_ptr<meta::Kmem> kmem_;
+  std::unique_ptr<meta::NodeStore> nodes_;
+  std::unique_ptr<meta::DirIndex> index_;
+  std::unique_ptr<meta::Xattrs> xattrs_;
+  std::unique_ptr<vm::WindowCache> windows_;
+  std::array<absl::Mutex, kLockStripes> stripes_;
+  std::atomic<uint64_t> dirents_{0};
+};
+
+}  // namespace ptmpfs::fs
+
+#endif  // PTMPFS_FS_TMPFS_H_
