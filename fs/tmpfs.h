@@ -257,6 +257,78 @@ class Tmpfs {
   // Charges a data page count against size= (ENOSPC).
   bool DataFits(uint64_t more_pages) const;
 
+  // ---- names.cc and rename.cc helpers ----
+  // nlink never goes past this (EMLINK): uint32 less one, so nlink++ cannot wrap.
+  static constexpr uint32_t kMaxLinks = 0xFFFFFFFE;
+  // The DT_* type of an entry for a node of this mode.
+  static uint8_t DirentType(uint32_t mode);
+  // A meta/ status as the errno POSIX wants: NotFound -> ENOENT, AlreadyExists ->
+  // EEXIST, ResourceExhausted -> ENOSPC, InvalidArgument -> EINVAL; others as they are.
+  static absl::Status MetaErrno(const absl::Status& status);
+  // The inode `name` names in directory `dir` ("." and ".." included), or 0 when no
+  // such entry. ENOTDIR if dir is not a directory, ENOENT if it is gone.
+  // REQUIRES: dir's stripe held (shared is enough).
+  absl::StatusOr<Ino> EntryIno(Ino dir, absl::string_view name);
+  // Counts one lookup on the node and returns its attributes.
+  // REQUIRES: ino's stripe held exclusive.
+  absl::StatusOr<Attr> CountLookup(Ino ino);
+  // Mknod, Mkdir and Symlink: a new node of `mode` named `name` in `parent`, with a
+  // lookup counted. `target` is a symlink's (ignored for other types).
+  absl::StatusOr<Attr> MakeNode(const Caller& caller, Ino parent, absl::string_view name,
+                                uint32_t mode, uint64_t rdev, absl::string_view target);
+  // Unlink (directory false) and Rmdir (directory true).
+  absl::Status RemoveName(Ino parent, absl::string_view name, bool directory);
+  // Rename once both entries are resolved to `source` and `target` (0: no target)
+  // and every inode involved is locked exclusive.
+  absl::Status RenameLocked(const Caller& caller, Ino parent, absl::string_view name,
+                            Ino source, Ino new_parent, absl::string_view new_name,
+                            Ino target, unsigned flags);
+  // True if directory `ancestor` is `dir` or lies on the way from `dir` to the root.
+  // REQUIRES: rename_mu_ held (no directory changes parent meanwhile).
+  absl::StatusOr<bool> IsAncestorOf(Ino ancestor, Ino dir);
+  // Serializes renames between different directories, as the VFS's
+  // s_vfs_rename_mutex does: only they change a directory's dir.parent, so under it
+  // the chain from a directory to the root is stable and the "not under itself"
+  // check is sound. Lock order: rename_mu_ -> LockSet stripes.
+  absl::Mutex rename_mu_;
+  // ---- end of names.cc and rename.cc helpers ----
+
+  // ---- attributes.cc, data.cc and xattrs.cc helpers ----
+  // A regular file whose size is nonzero has a data object (data.cc keeps this: every
+  // size change goes through ResizeLocked, Write or Fallocate), so Read never has to
+  // create one under a shared lock.
+  //
+  // Read() hands its window out past the node's lock (the FUSE reply is sent from its
+  // frames), so before pages of [offset, end) are freed or zeroed this waits until no
+  // read window still wires one of them. New windows cannot start meanwhile.
+  // REQUIRES: the node's stripe held exclusive; this thread holds no window on it.
+  void WaitForReadWindows(vm::AnonObject& object, uint64_t offset, uint64_t end);
+  // Sets a regular file's size, freeing the pages past a smaller one; mtime and ctime
+  // change when the size does (as shmem_setattr). REQUIRES: the stripe held exclusive.
+  absl::Status ResizeLocked(meta::Node& node, uint64_t size);
+  // The object of a write of [offset, offset + length), its holes charged: ENOSPC
+  // (size= or no space) before any change. REQUIRES: the stripe held exclusive,
+  // length > 0, offset + length <= 2^63 - 1.
+  absl::StatusOr<vm::AnonObject*> PrepareWrite(meta::Node& node, uint64_t offset,
+                                               uint64_t length);
+  // After a write that ended at `end`: the size grows to it, mtime and ctime are now,
+  // and a caller other than root loses S_ISUID (and S_ISGID with S_IXGRP), as
+  // file_remove_privs does without CAP_FSETID.
+  static void FinishWrite(const Caller& caller, meta::Node& node, uint64_t end);
+  // Mirrors a chmod into the access ACL, as posix_acl_chmod: USER_OBJ, MASK (or
+  // GROUP_OBJ without a mask) and OTHER take the mode's bits. No-op without an ACL.
+  // REQUIRES: the stripe held exclusive.
+  absl::Status AclChmod(meta::Node& node);
+  // For names.cc, when `child` is made in `parent` (posix_acl_create): if the parent
+  // has a default ACL, a new directory inherits it as its own default ACL, and the
+  // child gets an access ACL masked by its mode (none if that ACL is equivalent to
+  // the mode), its mode's permission bits narrowed to the ACL's. Symlinks get none.
+  // child.mode must already hold the type and the requested permission bits.
+  // REQUIRES: parent's stripe held (shared is enough); child unreachable yet or its
+  // stripe held exclusive. ENOSPC leaves child without ACLs.
+  absl::Status InheritAcl(Ino parent, meta::Node& child);
+  // ---- end of attributes.cc, data.cc and xattrs.cc helpers ----
+
   Options options_;
   std::unique_ptr<vm::Vm> vm_;
   std::unique_ptr<vm::Map> space_;

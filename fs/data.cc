@@ -1,0 +1,469 @@
+// data.cc: open, create, release, read, write, fallocate, lseek, copy_file_range and
+// fsync: a regular file's data, in its anonymous object (vm/anon_object.h).
+//
+// Theory. Data moves through UBC windows (vm/ubc_window.h). A write takes the node's
+// stripe exclusive for its whole length, so writers of one file are serialised and
+// a write is atomic to other writers (POSIX); it charges every hole of its range
+// first (PrepareWrite), so ENOSPC comes before any byte lands, then copies in
+// windows of at most 256 pages (FUSE's largest write), fewer with a small wired cap.
+// A read maps one window under the stripe shared and returns it: the FUSE reply is
+// sent from its frames after the lock is gone. Whatever frees or zeroes pages
+// (truncate, punch, zero range) therefore first waits, under the stripe exclusive,
+// for such windows to be released (WaitForReadWindows): a freed frame must never be
+// wired (vm.h, FreePages' REQUIRES).
+//
+// Times follow tmpfs: a write or fallocate sets mtime and ctime; a read sets atime
+// under relatime rules (only when atime is not after mtime or ctime, or a day old),
+// taking the stripe exclusive just for that; O_TRUNC sets mtime and ctime even when
+// the file was already empty (do_truncate with ATTR_MTIME | ATTR_CTIME).
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "fs/tmpfs.h"
+
+namespace ptmpfs::fs {
+
+namespace {
+
+// The largest file: off_t's range (the VFS's MAX_LFS_FILESIZE); AnonObject's limit
+// is one byte more.
+constexpr uint64_t kMaxFileBytes = static_cast<uint64_t>(LLONG_MAX);
+constexpr uint64_t kPageMask = vm::kPageSize - 1;
+// relatime: atime is refreshed at least once a day (relatime_need_update).
+constexpr int64_t kRelatimeNs = int64_t{24} * 3600 * 1000000000;
+// FUSE's largest write (max_write of 1 MiB).
+constexpr uint64_t kMaxCopyPages = 256;
+
+uint64_t PageCeil(uint64_t offset) {
+  return (offset >> vm::kPageShift) + ((offset & kPageMask) != 0 ? 1 : 0);
+}
+
+// Pages per copy window when `windows` are mapped at once: a quarter of the wired
+// cap among them, so a copy never waits on its own wires even with a tiny budget.
+uint64_t CopyWindowPages(const vm::Vm& vm, uint64_t windows) {
+  return std::clamp<uint64_t>(vm.wired_cap() / 4 / windows, 1, kMaxCopyPages);
+}
+
+// The bytes from `offset` up to the end of the window of `window_pages` pages that
+// starts at offset's page, or `remaining` if fewer.
+uint64_t ChunkAt(uint64_t offset, uint64_t remaining, uint64_t window_pages) {
+  const uint64_t window_end = ((offset >> vm::kPageShift) + window_pages) << vm::kPageShift;
+  return std::min(remaining, window_end - offset);
+}
+
+// Holes among the pages that [offset, offset + length) touches.
+uint64_t HolesIn(const vm::AnonObject& object, uint64_t offset, uint64_t length) {
+  const vm::PageIndex first = offset >> vm::kPageShift;
+  const vm::PageIndex end = PageCeil(offset + length);
+  uint64_t populated = 0;
+  object.table().ForEachPopulated(first, end, [&](vm::PageIndex, vm::Entry&) { ++populated; });
+  return (end - first) - populated;
+}
+
+// A position in a list of source buffers, consumed as bytes are copied out of it.
+class IovecCursor {
+ public:
+  explicit IovecCursor(absl::Span<const iovec> pieces) : pieces_(pieces) {}
+
+  // Fills every byte of `destination` from the cursor and advances it.
+  // REQUIRES: the cursor holds at least that many bytes.
+  void CopyTo(absl::Span<const iovec> destination) {
+    for (const iovec& out : destination) {
+      char* to = static_cast<char*>(out.iov_base);
+      size_t wanted = out.iov_len;
+      while (wanted > 0) {
+        assert(index_ < pieces_.size());
+        const iovec& in = pieces_[index_];
+        const size_t step = std::min(wanted, in.iov_len - within_);
+        if (step > 0) {  // an empty piece may have a null base
+          memcpy(to, static_cast<const char*>(in.iov_base) + within_, step);
+          to += step;
+          wanted -= step;
+          within_ += step;
+        }
+        if (within_ == in.iov_len) {
+          ++index_;
+          within_ = 0;
+        }
+      }
+    }
+  }
+
+ private:
+  absl::Span<const iovec> pieces_;
+  size_t index_ = 0;
+  size_t within_ = 0;
+};
+
+// Copies `length` bytes from `source` into [offset, offset + length) of `object`,
+// window by window; `copied` says how far it got when a window fails (EIO, no
+// frame): a short write. REQUIRES: the range's holes allocated (PrepareWrite).
+absl::Status CopyIntoObject(vm::AnonObject& object, uint64_t offset, uint64_t length,
+                            IovecCursor& source, uint64_t& copied) {
+  const uint64_t window_pages = CopyWindowPages(object.vm(), 1);
+  copied = 0;
+  while (copied < length) {
+    const uint64_t at = offset + copied;
+    const uint64_t chunk = ChunkAt(at, length - copied, window_pages);
+    absl::StatusOr<vm::UbcWindow> window =
+        vm::UbcWindow::Map(object, at, chunk, vm::Access::kWrite);
+    if (!window.ok()) return window.status();
+    source.CopyTo(window->iovecs());
+    window->Release(/*dirty=*/true);
+    copied += chunk;
+  }
+  return absl::OkStatus();
+}
+
+// relatime_need_update.
+bool AtimeWanted(const meta::Node& node, int64_t now) {
+  return node.atime_ns <= node.mtime_ns || node.atime_ns <= node.ctime_ns ||
+         now - node.atime_ns >= kRelatimeNs;
+}
+
+// The errno for data operations on a node that is not a regular file.
+absl::Status NotRegular(const meta::Node& node) {
+  return ErrnoError(S_ISDIR(node.mode) ? EISDIR : EINVAL);
+}
+
+}  // namespace
+
+void Tmpfs::WaitForReadWindows(vm::AnonObject& object, uint64_t offset, uint64_t end) {
+  const vm::PageIndex first = offset >> vm::kPageShift;
+  const vm::PageIndex end_page = std::min<vm::PageIndex>(
+      PageCeil(std::min(end, vm::AnonObject::kMaxBytes)), vm::AnonObject::kMaxPages);
+  if (first >= end_page) return;
+  vm::Frames& frames = vm_->frames();
+  for (;;) {
+    // A wired page stays resident in its frame (vm.h, invariant 1), so a resident
+    // entry's frame is the one to look at; a pin racing elsewhere may raise a frame's
+    // count for an instant, which only costs one more round.
+    bool wired = false;
+    object.table().ForEachPopulated(first, end_page, [&](vm::PageIndex, vm::Entry& entry) {
+      if (wired) return;
+      const uint64_t pte = entry.load(std::memory_order_acquire);
+      if (vm::Pte::KindOf(pte) != vm::Pte::kResident) return;
+      const auto frame = static_cast<vm::FrameNumber>(vm::Pte::Payload(pte));
+      if (frames.desc(frame).wire_count.load(std::memory_order_acquire) != 0) wired = true;
+    });
+    if (!wired) return;
+    // Replies in flight finish in microseconds; poll rather than add a per-file
+    // wait queue (nothing per file lives outside pageable memory).
+    absl::SleepFor(absl::Microseconds(50));
+  }
+}
+
+absl::Status Tmpfs::ResizeLocked(meta::Node& node, uint64_t size) {
+  assert(S_ISREG(node.mode));
+  if (size == node.size) return absl::OkStatus();
+  absl::StatusOr<vm::AnonObject*> object = ObjectOf(node, /*create=*/size != 0);
+  if (!object.ok()) return object.status();
+  if (size < node.size && *object != nullptr) {
+    // Truncate frees everything past the new size, fallocate'd pages past the old
+    // EOF included (shmem_truncate_range to the end).
+    WaitForReadWindows(**object, size, vm::AnonObject::kMaxBytes);
+    if (absl::Status truncated = (*object)->Truncate(size); !truncated.ok()) return truncated;
+  }
+  node.size = size;
+  node.mtime_ns = node.ctime_ns = NowNs();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<vm::AnonObject*> Tmpfs::PrepareWrite(meta::Node& node, uint64_t offset,
+                                                    uint64_t length) {
+  assert(length > 0 && offset <= kMaxFileBytes && length <= kMaxFileBytes - offset);
+  absl::StatusOr<vm::AnonObject*> object = ObjectOf(node, /*create=*/true);
+  if (!object.ok()) return object.status();
+  const uint64_t holes = HolesIn(**object, offset, length);
+  if (holes == 0) return object;
+  if (!DataFits(holes)) return ErrnoError(ENOSPC, "size= reached");
+  if (absl::Status allocated = (*object)->Allocate(offset, length); !allocated.ok()) {
+    if (absl::IsResourceExhausted(allocated)) return ErrnoError(ENOSPC, allocated.message());
+    return allocated;
+  }
+  return object;
+}
+
+void Tmpfs::FinishWrite(const Caller& caller, meta::Node& node, uint64_t end) {
+  node.size = std::max(node.size, end);
+  node.mtime_ns = node.ctime_ns = NowNs();
+  if (caller.uid != 0) {
+    node.mode &= ~static_cast<uint32_t>(S_ISUID);
+    if ((node.mode & S_IXGRP) != 0) node.mode &= ~static_cast<uint32_t>(S_ISGID);
+  }
+}
+
+absl::StatusOr<Attr> Tmpfs::Open(const Caller& caller, Ino ino, int flags) {
+  LockSet locks(*this);
+  locks.Exclusive(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
+  if (!pin.ok()) return pin.status();
+  meta::Node& node = **pin;
+  const bool writes = (flags & O_ACCMODE) != O_RDONLY;
+  if (S_ISDIR(node.mode) && (writes || (flags & O_TRUNC) != 0)) return ErrnoError(EISDIR);
+  if (node.open_count == UINT32_MAX) return ErrnoError(ENFILE);
+  if ((flags & O_TRUNC) != 0 && S_ISREG(node.mode)) {
+    if (absl::Status resized = ResizeLocked(node, 0); !resized.ok()) return resized;
+    // handle_truncate: ATTR_MTIME | ATTR_CTIME whatever the old size, and a
+    // non-root opener loses suid/sgid.
+    node.mtime_ns = node.ctime_ns = NowNs();
+    if (caller.uid != 0) {
+      node.mode &= ~static_cast<uint32_t>(S_ISUID);
+      if ((node.mode & S_IXGRP) != 0) node.mode &= ~static_cast<uint32_t>(S_ISGID);
+    }
+  }
+  ++node.open_count;
+  return AttrOf(ino, node);
+}
+
+absl::StatusOr<Attr> Tmpfs::Create(const Caller& caller, Ino parent, absl::string_view name,
+                                   mode_t mode, int flags) {
+  // Mknod inserts the entry and counts the lookup the kernel's CREATE reply carries;
+  // the open is counted after. Between the two the lookup keeps the node alive.
+  absl::StatusOr<Attr> made = Mknod(caller, parent, name, S_IFREG | (mode & 07777), 0);
+  bool created = true;
+  if (!made.ok()) {
+    if (ToErrno(made.status()) != EEXIST || (flags & O_EXCL) != 0) return made.status();
+    // Lost a race with another creator (the kernel sends CREATE for a name it saw
+    // absent): open the file that is there, as open(2) without O_EXCL would.
+    made = Lookup(parent, name);
+    if (!made.ok()) return made.status();
+    created = false;
+  }
+  // A file this call made is new: O_TRUNC has nothing to do (do_open drops it).
+  absl::StatusOr<Attr> opened = Open(caller, made->ino, created ? flags & ~O_TRUNC : flags);
+  if (!opened.ok()) {
+    Forget(made->ino, 1);
+    return opened.status();
+  }
+  return opened;
+}
+
+void Tmpfs::Release(Ino ino) {
+  LockSet locks(*this);
+  locks.Exclusive(ino).Acquire();
+  bool unreferenced = false;
+  {
+    absl::StatusOr<vm::Pin<meta::Node>> node = PinNode(ino, vm::Access::kWrite);
+    if (!node.ok()) return;
+    if ((*node)->open_count > 0) --(*node)->open_count;
+    unreferenced = Unreferenced(**node);
+  }
+  // The last use of an unlinked file (invariant 1): no read window can be out, as
+  // FUSE releases a handle only after its reads are answered.
+  if (unreferenced) FreeNode(ino);
+}
+
+absl::StatusOr<vm::UbcWindow> Tmpfs::Read(Ino ino, uint64_t offset, uint64_t size) {
+  vm::UbcWindow window;
+  bool touch_atime = false;
+  {
+    LockSet locks(*this);
+    locks.Shared(ino).Acquire();
+    absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kRead);
+    if (!pin.ok()) return pin.status();
+    const meta::Node& node = **pin;
+    if (!S_ISREG(node.mode)) return NotRegular(node);
+    if (size == 0) return window;
+    if (offset < node.size) {
+      // One window: at most UbcWindow::kMaxPages pages, which holds a 1 MiB read at
+      // any offset (FUSE's max_read must not be larger).
+      const uint64_t window_bytes =
+          (vm::UbcWindow::kMaxPages << vm::kPageShift) - (offset & kPageMask);
+      const uint64_t length = std::min({size, node.size - offset, window_bytes});
+      auto* object = reinterpret_cast<vm::AnonObject*>(node.file.object);
+      // A file of nonzero size has an object (tmpfs.h, data.cc helpers).
+      if (object == nullptr) return absl::InternalError("a nonempty file has no data object");
+      absl::StatusOr<vm::UbcWindow> mapped =
+          vm::UbcWindow::Map(*object, offset, length, vm::Access::kRead);
+      if (!mapped.ok()) return mapped.status();
+      window = *std::move(mapped);
+    }
+    touch_atime = AtimeWanted(node, NowNs());
+  }
+  if (touch_atime) {
+    // Rare (relatime), so the shared path stays free of writes to the node.
+    LockSet locks(*this);
+    locks.Exclusive(ino).Acquire();
+    absl::StatusOr<vm::Pin<meta::Node>> node = PinNode(ino, vm::Access::kWrite);
+    const int64_t now = NowNs();
+    if (node.ok() && AtimeWanted(**node, now)) (*node)->atime_ns = now;
+  }
+  return window;
+}
+
+absl::StatusOr<uint64_t> Tmpfs::Write(const Caller& caller, Ino ino, uint64_t offset,
+                                      absl::Span<const iovec> buffers, int flags) {
+  uint64_t length = 0;
+  for (const iovec& buffer : buffers) length += buffer.iov_len;
+  LockSet locks(*this);
+  locks.Exclusive(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
+  if (!pin.ok()) return pin.status();
+  meta::Node& node = **pin;
+  if (!S_ISREG(node.mode)) return NotRegular(node);
+  if ((flags & O_APPEND) != 0) offset = node.size;
+  if (length == 0) return 0;
+  // generic_write_checks: EFBIG at the limit, a short write up to it.
+  if (offset >= kMaxFileBytes) return ErrnoError(EFBIG);
+  length = std::min(length, kMaxFileBytes - offset);
+  absl::StatusOr<vm::AnonObject*> object = PrepareWrite(node, offset, length);
+  if (!object.ok()) return object.status();
+  IovecCursor source(buffers);
+  uint64_t copied = 0;
+  absl::Status status = CopyIntoObject(**object, offset, length, source, copied);
+  if (copied == 0 && !status.ok()) return status;
+  FinishWrite(caller, node, offset + copied);
+  return copied;
+}
+
+absl::Status Tmpfs::Fallocate(Ino ino, int mode, uint64_t offset, uint64_t length) {
+  const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  const int kind = mode & ~FALLOC_FL_KEEP_SIZE;
+  if (kind != 0 && kind != FALLOC_FL_PUNCH_HOLE && kind != FALLOC_FL_ZERO_RANGE) {
+    return ErrnoError(EOPNOTSUPP);
+  }
+  // vfs_fallocate: a punch must keep the size.
+  if (kind == FALLOC_FL_PUNCH_HOLE && !keep_size) return ErrnoError(EOPNOTSUPP);
+  if (length == 0 || offset > kMaxFileBytes || length > kMaxFileBytes) {
+    return ErrnoError(EINVAL);
+  }
+  if (length > kMaxFileBytes - offset) return ErrnoError(EFBIG);
+  const uint64_t end = offset + length;
+
+  LockSet locks(*this);
+  locks.Exclusive(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
+  if (!pin.ok()) return pin.status();
+  meta::Node& node = **pin;
+  if (S_ISDIR(node.mode)) return ErrnoError(EISDIR);
+  if (S_ISFIFO(node.mode)) return ErrnoError(ESPIPE);
+  if (!S_ISREG(node.mode)) return ErrnoError(ENODEV);
+
+  if (kind == FALLOC_FL_PUNCH_HOLE) {
+    absl::StatusOr<vm::AnonObject*> object = ObjectOf(node, /*create=*/false);
+    if (!object.ok()) return object.status();
+    if (*object != nullptr) {
+      WaitForReadWindows(**object, offset, end);
+      if (absl::Status punched = (*object)->Punch(offset, length); !punched.ok()) return punched;
+    }
+  } else {
+    // Charges the holes first: ENOSPC changes nothing. For a zero range this is what
+    // the range will hold after its punch too: the edge pages stay, the whole pages
+    // inside are freed and charged again.
+    absl::StatusOr<vm::AnonObject*> object = PrepareWrite(node, offset, length);
+    if (!object.ok()) return object.status();
+    if (kind == FALLOC_FL_ZERO_RANGE) {
+      WaitForReadWindows(**object, offset, end);
+      if (absl::Status punched = (*object)->Punch(offset, length); !punched.ok()) return punched;
+      // Only a concurrent allocation elsewhere can take the freed pages meanwhile; the
+      // range reads as zeros either way.
+      if (absl::Status allocated = (*object)->Allocate(offset, length); !allocated.ok()) {
+        return ErrnoError(ENOSPC, allocated.message());
+      }
+    }
+    if (!keep_size && end > node.size) node.size = end;
+  }
+  node.mtime_ns = node.ctime_ns = NowNs();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Tmpfs::Lseek(Ino ino, uint64_t offset, int whence) {
+  if (whence == SEEK_SET) return offset;
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return ErrnoError(EINVAL);
+  LockSet locks(*this);
+  locks.Shared(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kRead);
+  if (!pin.ok()) return pin.status();
+  const meta::Node& node = **pin;
+  if (!S_ISREG(node.mode)) return ErrnoError(EINVAL);
+  if (offset >= node.size) return ErrnoError(ENXIO);
+  const auto* object = reinterpret_cast<const vm::AnonObject*>(node.file.object);
+  if (whence == SEEK_HOLE) {
+    // EOF is the implicit hole at the end of every file.
+    return object == nullptr ? offset : object->NextHole(offset, node.size);
+  }
+  const uint64_t data = object == nullptr ? node.size : object->NextData(offset, node.size);
+  if (data >= node.size) return ErrnoError(ENXIO);
+  return data;
+}
+
+absl::StatusOr<uint64_t> Tmpfs::CopyFileRange(const Caller& caller, Ino in, uint64_t in_offset,
+                                              Ino out, uint64_t out_offset, uint64_t length) {
+  LockSet locks(*this);
+  locks.Shared(in).Exclusive(out).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> out_pin = PinNode(out, vm::Access::kWrite);
+  if (!out_pin.ok()) return out_pin.status();
+  meta::Node& out_node = **out_pin;
+  // The same node is pinned once: two pins of one item would be two views of it.
+  absl::StatusOr<vm::Pin<meta::Node>> in_pin =
+      in == out ? absl::StatusOr<vm::Pin<meta::Node>>(vm::Pin<meta::Node>())
+                : PinNode(in, vm::Access::kRead);
+  if (!in_pin.ok()) return in_pin.status();
+  const meta::Node& in_node = in == out ? out_node : **in_pin;
+  if (S_ISDIR(in_node.mode) || S_ISDIR(out_node.mode)) return ErrnoError(EISDIR);
+  if (!S_ISREG(in_node.mode) || !S_ISREG(out_node.mode)) return ErrnoError(EINVAL);
+  if (in_offset > kMaxFileBytes || out_offset > kMaxFileBytes) return ErrnoError(EINVAL);
+  // generic_copy_file_checks: overlapping ranges of one file are EINVAL.
+  if (in == out && length > 0 && in_offset < out_offset + length &&
+      out_offset < in_offset + length) {
+    return ErrnoError(EINVAL);
+  }
+  if (in_offset >= in_node.size || length == 0) return 0;
+  length = std::min(length, in_node.size - in_offset);
+  if (out_offset >= kMaxFileBytes) return ErrnoError(EFBIG);
+  length = std::min(length, kMaxFileBytes - out_offset);
+
+  absl::StatusOr<vm::AnonObject*> out_object = PrepareWrite(out_node, out_offset, length);
+  if (!out_object.ok()) return out_object.status();
+  auto* in_object = reinterpret_cast<vm::AnonObject*>(in_node.file.object);
+  if (in_object == nullptr) return absl::InternalError("a nonempty file has no data object");
+  // A read window and a write window at once: each gets half of a copy's share.
+  const uint64_t window_pages = CopyWindowPages(*vm_, 2);
+  uint64_t copied = 0;
+  absl::Status status;
+  while (copied < length) {
+    // Chunks bounded by both windows' page spans.
+    const uint64_t chunk = std::min(ChunkAt(in_offset + copied, length - copied, window_pages),
+                                    ChunkAt(out_offset + copied, length - copied, window_pages));
+    absl::StatusOr<vm::UbcWindow> from =
+        vm::UbcWindow::Map(*in_object, in_offset + copied, chunk, vm::Access::kRead);
+    if (!from.ok()) {
+      status = from.status();
+      break;
+    }
+    absl::StatusOr<vm::UbcWindow> to =
+        vm::UbcWindow::Map(**out_object, out_offset + copied, chunk, vm::Access::kWrite);
+    if (!to.ok()) {
+      status = to.status();
+      break;
+    }
+    IovecCursor source(from->iovecs());
+    source.CopyTo(to->iovecs());
+    to->Release(/*dirty=*/true);
+    from->Release(/*dirty=*/false);
+    copied += chunk;
+  }
+  if (copied == 0 && !status.ok()) return status;
+  FinishWrite(caller, out_node, out_offset + copied);
+  return copied;
+}
+
+absl::Status Tmpfs::Fsync(Ino ino) {
+  // Nothing is durable in tmpfs; the node must still exist.
+  LockSet locks(*this);
+  locks.Shared(ino).Acquire();
+  absl::StatusOr<meta::Addr> node = NodeOf(ino);
+  return node.ok() ? absl::OkStatus() : node.status();
+}
+
+}  // namespace ptmpfs::fs
