@@ -34,11 +34,14 @@ bool MayWrite(const Caller& caller, const meta::Node& node) {
   return (node.mode & S_IWOTH) != 0;
 }
 
-// S_ISUID always; S_ISGID only with S_IXGRP (without it, S_ISGID means mandatory
-// locking, which the kernel leaves alone).
-uint32_t WithoutSuidSgid(uint32_t mode) {
+// S_ISUID always; S_ISGID as setattr_should_drop_sgid drops it: with S_IXGRP, or
+// without it for a caller outside the file's group `gid` and without CAP_FSETID
+// (anyone but root; only the caller's primary group is known here).
+uint32_t WithoutSuidSgid(uint32_t mode, const Caller& caller, uint32_t gid) {
   mode &= ~static_cast<uint32_t>(S_ISUID);
-  if ((mode & S_IXGRP) != 0) mode &= ~static_cast<uint32_t>(S_ISGID);
+  if ((mode & S_IXGRP) != 0 || (caller.uid != 0 && caller.gid != gid)) {
+    mode &= ~static_cast<uint32_t>(S_ISGID);
+  }
   return mode;
 }
 
@@ -115,7 +118,7 @@ absl::StatusOr<Attr> Tmpfs::SetAttr(const Caller& caller, Ino ino, const SetAttr
     changed = old_size != node.size;
     // do_truncate kills the privileges of a non-root truncater, whatever the size.
     if (caller.uid != 0) {
-      const uint32_t mode = WithoutSuidSgid(node.mode);
+      const uint32_t mode = WithoutSuidSgid(node.mode, caller, node.gid);
       changed = changed || mode != node.mode;
       node.mode = mode;
     }
@@ -130,15 +133,16 @@ absl::StatusOr<Attr> Tmpfs::SetAttr(const Caller& caller, Ino ino, const SetAttr
     changed = true;
   }
   if (request.uid.has_value() || request.gid.has_value()) {
+    const uint32_t old_gid = node.gid;
     if (request.uid.has_value()) node.uid = *request.uid;
     if (request.gid.has_value()) node.gid = *request.gid;
     // chown_common: ATTR_KILL_SUID | ATTR_KILL_SGID for everything but directories,
-    // even for root.
-    if (!S_ISDIR(node.mode)) node.mode = WithoutSuidSgid(node.mode);
+    // even for root (S_ISGID by the old group, as setattr_should_drop_sgid).
+    if (!S_ISDIR(node.mode)) node.mode = WithoutSuidSgid(node.mode, caller, old_gid);
     changed = true;
   }
   if (request.kill_suid_sgid) {
-    node.mode = WithoutSuidSgid(node.mode);
+    node.mode = WithoutSuidSgid(node.mode, caller, node.gid);
     changed = true;
   }
   if (request.atime_now) {

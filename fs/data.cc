@@ -197,8 +197,11 @@ void Tmpfs::FinishWrite(const Caller& caller, meta::Node& node, uint64_t end) {
   node.size = std::max(node.size, end);
   node.mtime_ns = node.ctime_ns = NowNs();
   if (caller.uid != 0) {
+    // file_remove_privs: S_ISGID also without S_IXGRP for a non-member.
     node.mode &= ~static_cast<uint32_t>(S_ISUID);
-    if ((node.mode & S_IXGRP) != 0) node.mode &= ~static_cast<uint32_t>(S_ISGID);
+    if ((node.mode & S_IXGRP) != 0 || caller.gid != node.gid) {
+      node.mode &= ~static_cast<uint32_t>(S_ISGID);
+    }
   }
 }
 
@@ -218,7 +221,9 @@ absl::StatusOr<Attr> Tmpfs::Open(const Caller& caller, Ino ino, int flags) {
     node.mtime_ns = node.ctime_ns = NowNs();
     if (caller.uid != 0) {
       node.mode &= ~static_cast<uint32_t>(S_ISUID);
-      if ((node.mode & S_IXGRP) != 0) node.mode &= ~static_cast<uint32_t>(S_ISGID);
+      if ((node.mode & S_IXGRP) != 0 || caller.gid != node.gid) {
+        node.mode &= ~static_cast<uint32_t>(S_ISGID);
+      }
     }
   }
   ++node.open_count;

@@ -63,7 +63,9 @@ Caller CallerOf(fuse_req_t req) {
   caller.uid = context->uid;
   caller.gid = context->gid;
   caller.pid = context->pid;
-  caller.umask = context->umask;
+  // Without DONT_MASK the kernel has cleared the umask's bits already, default ACL
+  // or not; with it, the core clears them only where no default ACL is inherited.
+  caller.umask = AdapterOf(req).core_applies_umask() ? context->umask : 0;
   return caller;
 }
 
@@ -86,10 +88,14 @@ fuse_entry_param EntryOf(fuse_req_t req, const Attr& attr) {
   return entry;
 }
 
+// For the operations that count a lookup on the node they reply with (lookup, mknod,
+// mkdir, symlink, link). A reply the kernel never takes (the request was interrupted:
+// fuse_reply_* fails with ENOENT) brings no FORGET either, so its lookup is dropped
+// here, as libfuse's high-level reply_entry does; else the node could never be freed.
 void ReplyEntry(fuse_req_t req, const absl::StatusOr<Attr>& attr) {
   if (!attr.ok()) return ReplyError(req, attr.status());
   fuse_entry_param entry = EntryOf(req, *attr);
-  fuse_reply_entry(req, &entry);
+  if (fuse_reply_entry(req, &entry) != 0) FsOf(req).Forget(attr->ino, 1);
 }
 
 void ReplyStatus(fuse_req_t req, const absl::Status& status) {
@@ -118,6 +124,13 @@ void Init(void* userdata, fuse_conn_info* conn) {
   // stores; it needs default_permissions for that, and turns it on itself when this
   // is negotiated (options.cc passes it explicitly anyway).
   want(FUSE_CAP_POSIX_ACL);
+  // With POSIX_ACL the VFS leaves the umask to FUSE (IS_POSIXACL), and FUSE applies it
+  // to every created mode unless DONT_MASK is set, even under a directory with a
+  // default ACL, where POSIX says it must not apply (posix_acl_create). So ask for
+  // DONT_MASK: requests then carry the mode unmasked and the umask beside it
+  // (fuse_ctx's umask, protocol 7.12 on), and InheritAcl applies it where it should.
+  want(FUSE_CAP_DONT_MASK);
+  adapter->set_core_applies_umask((conn->want & FUSE_CAP_DONT_MASK) != 0);
   if (adapter->options().writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
   // HANDLE_KILLPRIV: asked for, as libfuse does by default, but libfuse 3.14 does not
   // pass it on to the kernel (INIT's reply lacks the flag: seen with -d on 6.18).
@@ -443,6 +456,8 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse
 
   std::vector<char> buffer(size);
   size_t used = 0;
+  std::vector<Ino> counted;  // the entries whose lookup LookupForReadDirPlus counted
+  counted.reserve(entries.size());
   for (const Gathered& gathered : entries) {
     const char* name = names.data() + gathered.name_offset;
     const bool dot = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
@@ -457,8 +472,12 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse
     }
     used += fuse_add_direntry_plus(req, buffer.data() + used, size - used, name, &entry,
                                    static_cast<off_t>(gathered.next_offset));
+    if (!dot) counted.push_back(gathered.ino);
   }
-  fuse_reply_buf(req, buffer.data(), used);
+  // As ReplyEntry: a reply the kernel never takes leaves no lookups behind.
+  if (fuse_reply_buf(req, buffer.data(), used) != 0) {
+    for (Ino counted_ino : counted) fs.Forget(counted_ino, 1);
+  }
 }
 
 // ---- extended attributes ----

@@ -13,6 +13,8 @@
 //
 // Choices made at init (see Init in fuse_adapter.cc for each reason):
 //   READDIRPLUS, PARALLEL_DIROPS, EXPORT_SUPPORT, ATOMIC_O_TRUNC, POSIX_ACL on;
+//   DONT_MASK on, so the core applies the umask only where no default ACL is
+//   inherited (Caller::umask);
 //   WRITEBACK_CACHE only with -o writeback_cache; HANDLE_KILLPRIV asked for but not
 //   granted by libfuse 3.14, so the kernel clears suid/sgid as for tmpfs (SetAttr
 //   recognises its request);
@@ -23,12 +25,14 @@
 // request with no FUSE_IOCTL_RETRY round (a restricted ioctl must be sized statically).
 //
 // Thread safety. Handlers run on libfuse's worker threads at once; the core locks
-// itself (tmpfs.h). A FuseAdapter is immutable after construction.
+// itself (tmpfs.h). A FuseAdapter is immutable after construction, but for what INIT
+// negotiated, recorded once before any other request is handled.
 #ifndef PTMPFS_FS_FUSE_ADAPTER_H_
 #define PTMPFS_FS_FUSE_ADAPTER_H_
 
 #include <sys/ioctl.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -87,9 +91,17 @@ class FuseAdapter {
   Tmpfs& fs() { return fs_; }
   const Options& options() const { return options_; }
 
+  // Whether the kernel leaves the umask to us (FUSE_CAP_DONT_MASK granted at INIT):
+  // then requests carry it unapplied, for the core to apply (Caller::umask).
+  bool core_applies_umask() const { return core_applies_umask_.load(std::memory_order_acquire); }
+  void set_core_applies_umask(bool applies) {
+    core_applies_umask_.store(applies, std::memory_order_release);
+  }
+
  private:
   Tmpfs& fs_;
   const Options options_;
+  std::atomic<bool> core_applies_umask_{false};  // set by INIT, read by every request
 };
 
 }  // namespace ptmpfs::fs

@@ -18,6 +18,7 @@
 #define FUSE_USE_VERSION 312
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +184,16 @@ int Main(int argc, char** argv) {
   }
   if (options->version) {
     printf("%s %s (libfuse %s)\n", kProgram, kVersion, fuse_pkgversion());
+    return 0;
+  }
+  if (options->remount) {
+    // The kernel keeps the daemon and every FUSE option; only the mount's flags change.
+    if (mount(nullptr, options->mountpoint.c_str(), nullptr, MS_REMOUNT | options->remount_flags,
+              nullptr) != 0) {
+      fprintf(stderr, "%s: remount %s: %s\n", kProgram, options->mountpoint.c_str(),
+              strerror(errno));
+      return 1;
+    }
     return 0;
   }
   absl::StatusOr<ResolvedOptions> resolved = Resolve(*options, ram_bytes, getuid(), getgid());

@@ -10,10 +10,11 @@
 // that counts: while the directory's lock is held the entry, and so its node, stays.
 //
 // Making a node takes what it needs before its first change: the node (NewNode,
-// which counts nr_inodes), a symlink's target blob, then the directory entry
-// (DirIndex::Insert allocates all it needs or changes nothing). If the insert fails,
-// the unreachable node is freed and the directory is as it was (invariant 2 of
-// tmpfs.h). Removing never allocates.
+// which counts nr_inodes), a symlink's target blob, the ACLs it inherits from its
+// directory's default ACL (InheritAcl, which also applies the umask where there is
+// none), then the directory entry (DirIndex::Insert allocates all it needs or changes
+// nothing). If any step fails, the unreachable node is freed with what it holds and
+// the directory is as it was (invariant 2 of tmpfs.h). Removing never allocates.
 //
 // Times follow Linux tmpfs: a new node's times are all "now", and so are its
 // directory's mtime and ctime; link and unlink change the node's ctime too.
@@ -76,6 +77,9 @@ absl::StatusOr<Ino> Tmpfs::EntryIno(Ino dir, absl::string_view name) {
   {
     absl::StatusOr<vm::Pin<meta::Node>> node = PinNode(dir, vm::Access::kRead);
     if (!node.ok()) return node.status();
+    // The kernel resolves an NFS-style file handle by looking up "." in the node
+    // itself (fuse_get_dentry), whatever its type: the node, while it has a name.
+    if (name == "." && !S_ISDIR((*node)->mode)) return (*node)->nlink == 0 ? Ino{0} : dir;
     if (!S_ISDIR((*node)->mode)) return ErrnoError(ENOTDIR);
     // A removed directory has no entries; not even ".." leads anywhere now.
     if ((*node)->nlink == 0) return Ino{0};
@@ -198,6 +202,14 @@ absl::StatusOr<Attr> Tmpfs::MakeNode(const Caller& caller, Ino parent, absl::str
     return pinned.status();
   }
   meta::Node& node = **pinned;
+  // Before the entry, so the node is complete when it becomes reachable; on an error
+  // (ENOSPC for the ACLs' block) NodeStore::Free takes whatever it stored.
+  if (absl::Status inherited = InheritAcl(directory, node, caller.umask); !inherited.ok()) {
+    pinned->Release();
+    nodes_->Free(*address);
+    free_target();
+    return inherited;
+  }
   if (S_ISCHR(mode) || S_ISBLK(mode)) node.rdev = rdev;
   if (S_ISDIR(mode)) node.dir.parent = parent;
   if (S_ISLNK(mode)) {

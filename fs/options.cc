@@ -1,6 +1,7 @@
 #include "fs/options.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +130,11 @@ absl::Status ParseOption(absl::string_view option, uint64_t ram_bytes, MountOpti
     if (key == "no_writeback_cache") out.adapter.writeback_cache = false;
     if (key == "clone_fd") out.clone_fd = true;
     if (key == "o_direct") out.o_direct = true;
+  } else if (key == "remount") {
+    if (absl::Status status = no_value(); !status.ok()) return status;
+    out.remount = true;
+  } else if (key == "relatime") {
+    // The kernel's default for every mount; libfuse (3.14) does not know the word.
   } else if (key == "defaults" || key == "auto" || key == "noauto" || key == "nofail" ||
              key == "_netdev" || key == "user" || key == "users" || key.rfind("x-", 0) == 0) {
     // fstab's words for mount(8), not for the filesystem: mount.fuse3 drops most of
@@ -137,6 +143,31 @@ absl::Status ParseOption(absl::string_view option, uint64_t ram_bytes, MountOpti
     // "-o a,,b": nothing between commas.
   } else {
     out.fuse_options.emplace_back(option);
+  }
+  // The mount flags a remount may change; later words win ("ro,rw" is rw).
+  static constexpr struct {
+    const char* word;
+    unsigned long set;
+    unsigned long clear;
+  } kMountFlags[] = {
+      {"ro", MS_RDONLY, 0},
+      {"rw", 0, MS_RDONLY},
+      {"nosuid", MS_NOSUID, 0},
+      {"suid", 0, MS_NOSUID},
+      {"nodev", MS_NODEV, 0},
+      {"dev", 0, MS_NODEV},
+      {"noexec", MS_NOEXEC, 0},
+      {"exec", 0, MS_NOEXEC},
+      {"noatime", MS_NOATIME, 0},
+      {"atime", 0, MS_NOATIME},
+      {"nodiratime", MS_NODIRATIME, 0},
+      {"diratime", 0, MS_NODIRATIME},
+      {"sync", MS_SYNCHRONOUS, 0},
+      {"async", 0, MS_SYNCHRONOUS},
+      {"dirsync", MS_DIRSYNC, 0},
+  };
+  for (const auto& flag : kMountFlags) {
+    if (option == flag.word) out.remount_flags = (out.remount_flags | flag.set) & ~flag.clear;
   }
   return absl::OkStatus();
 }

@@ -50,6 +50,11 @@ struct MountOptions {
   bool foreground = false;     // -f (also implied by -d)
   bool debug = false;          // -d: libfuse prints every request
   bool single_thread = false;  // -s
+  // -o remount (mount -o remount,ro MOUNTPOINT runs ptmpfs so, through mount.fuse3):
+  // change the mounted ptmpfs's flags (remount_flags: MS_RDONLY, MS_NOSUID, ...)
+  // with mount(2); no daemon is started and every other option is left as mounted.
+  bool remount = false;
+  unsigned long remount_flags = 0;
 
   // As given; unset means "the default" (filled by Resolve).
   std::optional<uint64_t> size_bytes;

@@ -73,7 +73,11 @@ struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
-  mode_t umask = 0;  // already applied by the kernel to modes unless told otherwise
+  // Applied by the core to a new node's mode when its directory has no default ACL
+  // (posix_acl_create); ignored when it has one, as the kernel ignores it for local
+  // file systems. 0 when the kernel applied the umask itself (the FUSE adapter passes
+  // it only with FUSE_CAP_DONT_MASK granted).
+  mode_t umask = 0;
 };
 
 struct Attr {
@@ -319,14 +323,16 @@ class Tmpfs {
   // GROUP_OBJ without a mask) and OTHER take the mode's bits. No-op without an ACL.
   // REQUIRES: the stripe held exclusive.
   absl::Status AclChmod(meta::Node& node);
-  // For names.cc, when `child` is made in `parent` (posix_acl_create): if the parent
-  // has a default ACL, a new directory inherits it as its own default ACL, and the
-  // child gets an access ACL masked by its mode (none if that ACL is equivalent to
-  // the mode), its mode's permission bits narrowed to the ACL's. Symlinks get none.
-  // child.mode must already hold the type and the requested permission bits.
-  // REQUIRES: parent's stripe held (shared is enough); child unreachable yet or its
-  // stripe held exclusive. ENOSPC leaves child without ACLs.
-  absl::Status InheritAcl(Ino parent, meta::Node& child);
+  // For names.cc, when `child` is made in directory `parent` (posix_acl_create): if
+  // the parent has a default ACL, a new directory inherits it as its own default ACL,
+  // and the child gets an access ACL masked by its mode (none if that ACL is
+  // equivalent to the mode), its mode's permission bits narrowed to the ACL's; if the
+  // parent has none, `umask` clears bits of the child's mode instead. Symlinks get
+  // neither. child.mode must already hold the type and the requested permission bits.
+  // REQUIRES: parent's stripe held (shared is enough) and `parent` pinned by the
+  // caller (so passed as a node, not pinned twice); child unreachable yet or its
+  // stripe held exclusive. An error (ENOSPC) leaves child without ACLs, mode as given.
+  absl::Status InheritAcl(const meta::Node& parent, meta::Node& child, mode_t umask);
   // ---- end of attributes.cc, data.cc and xattrs.cc helpers ----
 
   Options options_;

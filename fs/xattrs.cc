@@ -12,15 +12,17 @@
 // with the mode as the kernel does: setting an access ACL sets the mode's
 // permission bits (posix_acl_update_mode), and one equivalent to a mode is not
 // stored at all; chmod rewrites the ACL's owner, mask (or group) and other entries
-// (posix_acl_chmod, AclChmod); a new node inherits its parent's default ACL
-// (posix_acl_create, InheritAcl). Checking permissions against an ACL is the
-// kernel's (default_permissions).
+// (posix_acl_chmod, AclChmod); a new node inherits its parent's default ACL, or,
+// where there is none, loses the caller's umask bits (posix_acl_create, InheritAcl:
+// the umask reaches the core unapplied, FUSE_CAP_DONT_MASK). Checking permissions
+// against an ACL is the kernel's (default_permissions).
 //
 // Locking: the node's stripe, shared to read, exclusive to change; ctime changes
 // with every change.
 #include <sys/xattr.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -384,20 +386,23 @@ absl::Status Tmpfs::AclChmod(meta::Node& node) {
   return absl::OkStatus();
 }
 
-absl::Status Tmpfs::InheritAcl(Ino parent, meta::Node& child) {
+absl::Status Tmpfs::InheritAcl(const meta::Node& parent, meta::Node& child, mode_t umask) {
+  assert(S_ISDIR(parent.mode));
+  // posix_acl_create: symlinks take neither a default ACL nor the umask.
   if (S_ISLNK(child.mode)) return absl::OkStatus();
   std::string inherited;
-  {
-    absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(parent, vm::Access::kRead);
-    if (!pin.ok()) return pin.status();
-    if ((*pin)->xattrs == meta::kNullAddr) return absl::OkStatus();
-    absl::StatusOr<std::string> value = ReadValue(*xattrs_, BlockOf(**pin), kAclDefault);
-    if (absl::IsNotFound(value.status())) return absl::OkStatus();
-    if (!value.ok()) return XattrErrno(value.status());
-    inherited = *std::move(value);
+  if (parent.xattrs != meta::kNullAddr) {
+    absl::StatusOr<std::string> value = ReadValue(*xattrs_, BlockOf(parent), kAclDefault);
+    if (!value.ok() && !absl::IsNotFound(value.status())) return XattrErrno(value.status());
+    if (value.ok()) inherited = *std::move(value);
   }
+  // Stored default ACLs are valid and never empty (SetXattr removes an empty one), so
+  // this is "the parent has no default ACL".
   absl::StatusOr<std::vector<AclEntry>> entries = ParseAcl(inherited);
-  if (!entries.ok() || entries->empty()) return absl::OkStatus();
+  if (inherited.empty() || !entries.ok() || entries->empty()) {
+    child.mode &= ~static_cast<uint32_t>(umask & 0777);
+    return absl::OkStatus();
+  }
 
   meta::XattrBlock block = BlockOf(child);
   if (S_ISDIR(child.mode)) {

@@ -253,6 +253,17 @@ TEST_F(AttributesTest, KillSuidSgidClearsSgidOnlyWithGroupExecute) {
   EXPECT_EQ(Get(ino).mode & 07777, 02644u);
 }
 
+TEST_F(AttributesTest, KillSuidSgidByANonMemberClearsSgidWithoutGroupExecute) {
+  // setattr_should_drop_sgid (xfstests generic/683-685: fallocate by a non-member).
+  Ino ino = MakeFile("f", 0666);
+  ASSERT_TRUE(Chmod(kRoot, ino, 06666).ok());
+  ASSERT_TRUE(fs_->SetAttr(kOwner, ino, KillRequest()).ok());  // in the file's group
+  EXPECT_EQ(Get(ino).mode & 07777, 02666u);
+  ASSERT_TRUE(Chmod(kRoot, ino, 06666).ok());
+  ASSERT_TRUE(fs_->SetAttr(kOther, ino, KillRequest()).ok());  // outside it
+  EXPECT_EQ(Get(ino).mode & 07777, 0666u);
+}
+
 TEST_F(AttributesTest, UtimensSetsNanosecondsNowAndOmit) {
   Ino ino = MakeFile("f");
   SetAttrRequest exact;

@@ -538,6 +538,28 @@ TEST(MountCommandTest, SigtermUnmountsCleanly) {
   EXPECT_FALSE(IsFuseMount(mount.path()));
 }
 
+// `mount -o remount,ro MOUNTPOINT` runs `ptmpfs SOURCE MOUNTPOINT -o ...,remount,ro`
+// through mount.fuse3 (xfstests generic/294, 306, 452): the mounted daemon stays,
+// only the mount's flags change. relatime, which mount(8) passes, is accepted too.
+TEST(MountCommandTest, RemountChangesReadOnlyAndKeepsTheFiles) {
+  SKIP_WITHOUT_FUSE();
+  if (geteuid() != 0) GTEST_SKIP() << "remounting needs root";
+  ptmpfs::testing::TempDir dir;
+  MountedPtmpfs mount(dir.path() + "/mnt", std::string(kSmallMount) + ",relatime");
+  ASSERT_TRUE(mount.mounted());
+  WriteFile(mount / "f", "kept");
+  RunResult ro = RunProgram(
+      {PTMPFS_BINARY, "ptmpfs", mount.path(), "-o", "relatime,remount,user_id=0,group_id=0,ro"});
+  ASSERT_EQ(ro.exit_code, 0) << ro.output;
+  EXPECT_LT(open((mount / "g").c_str(), O_CREAT | O_WRONLY, 0644), 0);
+  EXPECT_EQ(errno, EROFS);
+  RunResult rw = RunProgram({PTMPFS_BINARY, "ptmpfs", mount.path(), "-o", "remount,rw"});
+  ASSERT_EQ(rw.exit_code, 0) << rw.output;
+  WriteFile(mount / "g", "writable again");
+  EXPECT_EQ(ReadFile(mount / "f"), "kept");
+  EXPECT_EQ(mount.Stop(), 0);
+}
+
 TEST(MountCommandTest, MalformedOptionsMountNothing) {
   SKIP_WITHOUT_FUSE();
   ptmpfs::testing::TempDir dir;

@@ -108,6 +108,17 @@ TEST(NamesTest, LookupInAFileIsENOTDIR) {
   EXPECT_EQ(Errno(fs->Lookup(file, "x")), ENOTDIR);
 }
 
+TEST(NamesTest, LookupOfDotInAFileIsTheFileWhileItHasAName) {
+  // The kernel resolves file handles (open_by_handle_at) this way.
+  auto fs = MakeFs();
+  Ino file = File(*fs, kRootIno, "f");
+  absl::StatusOr<Attr> found = fs->Lookup(file, ".");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->ino, file);
+  ASSERT_TRUE(fs->Unlink(kRootIno, "f").ok());
+  EXPECT_EQ(Errno(fs->Lookup(file, ".")), ENOENT);
+}
+
 TEST(NamesTest, LookupOfNameLongerThan255IsENAMETOOLONG) {
   auto fs = MakeFs();
   EXPECT_EQ(Errno(fs->Lookup(kRootIno, std::string(256, 'a'))), ENAMETOOLONG);
