@@ -484,7 +484,8 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse
 
 void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
               int flags) {
-  ReplyStatus(req, FsOf(req).SetXattr(ino, name, absl::string_view(value, size), flags));
+  const Caller caller = CallerOf(req);
+  ReplyStatus(req, FsOf(req).SetXattr(ino, name, absl::string_view(value, size), flags, &caller));
 }
 
 // getxattr and listxattr: size 0 asks for the length only.

@@ -201,7 +201,11 @@ class Tmpfs {
   absl::Status Fsync(Ino ino);
 
   // xattrs.cc: XATTR_CREATE / XATTR_REPLACE in flags.
-  absl::Status SetXattr(Ino ino, absl::string_view name, absl::string_view value, int flags);
+  // `caller`, when known, decides whether an access ACL that sets the mode keeps
+  // S_ISGID (posix_acl_update_mode: only for root or a member of the file's group);
+  // null is a trusted caller.
+  absl::Status SetXattr(Ino ino, absl::string_view name, absl::string_view value, int flags,
+                        const Caller* caller = nullptr);
   absl::StatusOr<size_t> GetXattr(Ino ino, absl::string_view name, char* out, size_t out_size);
   absl::StatusOr<size_t> ListXattr(Ino ino, char* out, size_t out_size);
   absl::Status RemoveXattr(Ino ino, absl::string_view name);

@@ -261,7 +261,8 @@ absl::StatusOr<std::string> ReadValue(meta::Xattrs& xattrs, const meta::XattrBlo
 
 }  // namespace
 
-absl::Status Tmpfs::SetXattr(Ino ino, absl::string_view name, absl::string_view value, int flags) {
+absl::Status Tmpfs::SetXattr(Ino ino, absl::string_view name, absl::string_view value, int flags,
+                             const Caller* caller) {
   absl::StatusOr<Namespace> space = NamespaceOf(name);
   if (!space.ok()) return space.status();
   if ((flags & ~(XATTR_CREATE | XATTR_REPLACE)) != 0 ||
@@ -297,6 +298,10 @@ absl::Status Tmpfs::SetXattr(Ino ino, absl::string_view name, absl::string_view 
     if (*space == Namespace::kAclAccess && store) {
       // posix_acl_update_mode: an ACL the mode says in full is the mode.
       store = !AclEquivalentMode(*entries, mode);
+    }
+    if (*space == Namespace::kAclAccess && caller != nullptr && caller->uid != 0 &&
+        caller->gid != node.gid) {
+      mode &= ~static_cast<uint32_t>(S_ISGID);  // posix_acl_update_mode
     }
     absl::Status changed =
         store ? xattrs_->Set(block, name, FormatAcl(*entries), meta::Xattrs::SetMode::kAny)

@@ -193,6 +193,26 @@ TEST_F(XattrsTest, AccessAclSetsTheModeFromMaskAndOther) {
   EXPECT_EQ(List(file_), std::string("system.posix_acl_access\0", 24));
 }
 
+TEST_F(XattrsTest, AccessAclBySomeoneOutsideTheGroupDropsSetgid) {
+  // posix_acl_update_mode (xfstests generic/375): S_ISGID stays only for root or a
+  // member of the file's group.
+  const std::string acl =
+      Acl({{kUserObj, 7, kUndefinedId}, {kGroupObj, 5, kUndefinedId}, {kOther, 5, kUndefinedId}});
+  SetAttrRequest chown;  // first: a chown drops S_ISGID itself
+  chown.uid = 1000;
+  chown.gid = 2000;
+  ASSERT_TRUE(fs_->SetAttr(kRoot, file_, chown).ok());
+  SetAttrRequest setgid;
+  setgid.mode = 02755;
+  ASSERT_TRUE(fs_->SetAttr(kRoot, file_, setgid).ok());
+  const Caller member{.uid = 1000, .gid = 2000};
+  ASSERT_TRUE(fs_->SetXattr(file_, "system.posix_acl_access", acl, 0, &member).ok());
+  EXPECT_EQ(Mode(file_), S_IFREG | 02755u);
+  const Caller outsider{.uid = 1000, .gid = 3000};
+  ASSERT_TRUE(fs_->SetXattr(file_, "system.posix_acl_access", acl, 0, &outsider).ok());
+  EXPECT_EQ(Mode(file_), S_IFREG | 0755u);
+}
+
 TEST_F(XattrsTest, AnAclEquivalentToTheModeIsNotStored) {
   const std::string acl =
       Acl({{kUserObj, 6, kUndefinedId}, {kGroupObj, 0, kUndefinedId}, {kOther, 4, kUndefinedId}});
