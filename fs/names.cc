@@ -103,27 +103,39 @@ absl::StatusOr<Attr> Tmpfs::CountLookup(Ino ino) {
   return AttrOf(ino, **node);
 }
 
-absl::StatusOr<Attr> Tmpfs::Lookup(Ino parent, absl::string_view name) {
-  if (name.size() > meta::DirIndex::kMaxName) return ErrnoError(ENAMETOOLONG);
-  if (name.empty()) return ErrnoError(ENOENT);
+absl::StatusOr<Ino> Tmpfs::LockEntry(LockSet& locks, Ino parent, absl::string_view name,
+                                     bool parent_exclusive) {
   for (;;) {
     Ino child = 0;
     {
-      LockSet locks(*this);
-      locks.Shared(parent).Acquire();
+      LockSet peek(*this);
+      peek.Shared(parent).Acquire();
       absl::StatusOr<Ino> found = EntryIno(parent, name);
       if (!found.ok()) return found.status();
       if (*found == 0) return ErrnoError(ENOENT);
       child = *found;
     }
-    LockSet locks(*this);
-    locks.Shared(parent).Exclusive(child).Acquire();
+    if (parent_exclusive) {
+      locks.Exclusive(parent);
+    } else {
+      locks.Shared(parent);
+    }
+    locks.Exclusive(child).Acquire();
     absl::StatusOr<Ino> found = EntryIno(parent, name);
     if (!found.ok()) return found.status();
     if (*found == 0) return ErrnoError(ENOENT);
-    if (*found != child) continue;  // renamed over meanwhile: resolve again
-    return CountLookup(child);
+    if (*found == child) return child;
+    locks.Release();  // renamed over meanwhile: resolve again
   }
+}
+
+absl::StatusOr<Attr> Tmpfs::Lookup(Ino parent, absl::string_view name) {
+  if (name.size() > meta::DirIndex::kMaxName) return ErrnoError(ENAMETOOLONG);
+  if (name.empty()) return ErrnoError(ENOENT);
+  LockSet locks(*this);
+  absl::StatusOr<Ino> child = LockEntry(locks, parent, name, /*parent_exclusive=*/false);
+  if (!child.ok()) return child.status();
+  return CountLookup(*child);
 }
 
 void Tmpfs::Forget(Ino ino, uint64_t count) {
@@ -309,55 +321,42 @@ absl::StatusOr<Attr> Tmpfs::Link(Ino ino, Ino new_parent, absl::string_view new_
 
 absl::Status Tmpfs::RemoveName(Ino parent, absl::string_view name, bool directory) {
   if (absl::Status valid = CheckName(name); !valid.ok()) return valid;
-  for (;;) {
-    Ino child = 0;
-    {
-      LockSet locks(*this);
-      locks.Shared(parent).Acquire();
-      absl::StatusOr<Ino> found = EntryIno(parent, name);
-      if (!found.ok()) return found.status();
-      if (*found == 0) return ErrnoError(ENOENT);
-      child = *found;
-    }
-    LockSet locks(*this);
-    locks.Exclusive(parent).Exclusive(child).Acquire();
-    absl::StatusOr<Ino> found = EntryIno(parent, name);
-    if (!found.ok()) return found.status();
-    if (*found == 0) return ErrnoError(ENOENT);
-    if (*found != child) continue;  // renamed over meanwhile: resolve again
+  LockSet locks(*this);
+  absl::StatusOr<Ino> resolved = LockEntry(locks, parent, name, /*parent_exclusive=*/true);
+  if (!resolved.ok()) return resolved.status();
+  const Ino child = *resolved;
 
-    bool unreferenced = false;
-    {
-      absl::StatusOr<vm::Pin<meta::Node>> dir = PinNode(parent, vm::Access::kWrite);
-      if (!dir.ok()) return dir.status();
-      absl::StatusOr<vm::Pin<meta::Node>> pinned = PinNode(child, vm::Access::kWrite);
-      if (!pinned.ok()) return pinned.status();
-      meta::Node& node = **pinned;
-      if (directory) {
-        if (!S_ISDIR(node.mode)) return ErrnoError(ENOTDIR);
-        if (child == kRootIno) return ErrnoError(EBUSY);
-        if (node.dir.index.count != 0) return ErrnoError(ENOTEMPTY);
-      } else if (S_ISDIR(node.mode)) {
-        return ErrnoError(EISDIR);
-      }
-      absl::StatusOr<meta::DirEntryInfo> removed = index_->Remove((*dir)->dir.index, name);
-      if (!removed.ok()) return MetaErrno(removed.status());
-      dirents_.fetch_sub(1, std::memory_order_relaxed);
-      const int64_t now = NowNs();
-      if (directory) {
-        node.nlink = 0;   // its entry and its "."
-        --(*dir)->nlink;  // its ".."
-      } else {
-        --node.nlink;
-      }
-      node.ctime_ns = now;
-      (*dir)->mtime_ns = (*dir)->ctime_ns = now;
-      unreferenced = Unreferenced(node);
+  bool unreferenced = false;
+  {
+    absl::StatusOr<vm::Pin<meta::Node>> dir = PinNode(parent, vm::Access::kWrite);
+    if (!dir.ok()) return dir.status();
+    absl::StatusOr<vm::Pin<meta::Node>> pinned = PinNode(child, vm::Access::kWrite);
+    if (!pinned.ok()) return pinned.status();
+    meta::Node& node = **pinned;
+    if (directory) {
+      if (!S_ISDIR(node.mode)) return ErrnoError(ENOTDIR);
+      if (child == kRootIno) return ErrnoError(EBUSY);
+      if (node.dir.index.count != 0) return ErrnoError(ENOTEMPTY);
+    } else if (S_ISDIR(node.mode)) {
+      return ErrnoError(EISDIR);
     }
-    // Usually the kernel still holds a lookup and FORGET frees the node later.
-    if (unreferenced) FreeNode(child);
-    return absl::OkStatus();
+    absl::StatusOr<meta::DirEntryInfo> removed = index_->Remove((*dir)->dir.index, name);
+    if (!removed.ok()) return MetaErrno(removed.status());
+    dirents_.fetch_sub(1, std::memory_order_relaxed);
+    const int64_t now = NowNs();
+    if (directory) {
+      node.nlink = 0;   // its entry and its "."
+      --(*dir)->nlink;  // its ".."
+    } else {
+      --node.nlink;
+    }
+    node.ctime_ns = now;
+    (*dir)->mtime_ns = (*dir)->ctime_ns = now;
+    unreferenced = Unreferenced(node);
   }
+  // Usually the kernel still holds a lookup and FORGET frees the node later.
+  if (unreferenced) FreeNode(child);
+  return absl::OkStatus();
 }
 
 absl::Status Tmpfs::Unlink(Ino parent, absl::string_view name) {

@@ -57,9 +57,8 @@ absl::StatusOr<std::unique_ptr<Tmpfs>> Tmpfs::Create(const Options& options) {
   fs->windows_ = std::make_unique<vm::WindowCache>();
 
   // The root comes first, so it takes inode 1 (node.h) and is never freed.
-  absl::StatusOr<meta::Addr> root =
-      fs->nodes_->Alloc(S_IFDIR | (options.root_mode & 07777), options.root_uid,
-                        options.root_gid, NowNs());
+  absl::StatusOr<meta::Addr> root = fs->nodes_->Alloc(S_IFDIR | (options.root_mode & 07777),
+                                                      options.root_uid, options.root_gid, NowNs());
   if (!root.ok()) return root.status();
   if (fs->nodes_->InoOf(*root) != kRootIno) {
     return absl::InternalError("the root directory did not get inode 1");
@@ -76,8 +75,7 @@ Tmpfs::~Tmpfs() {
   if (nodes_ != nullptr) {
     meta::Pool& pool = nodes_->pool();
     const uint64_t capacity = pool.item_capacity();
-    for (uint64_t number = 0, seen = 0; number < capacity && seen < pool.items_in_use();
-         ++number) {
+    for (uint64_t number = 0, seen = 0; number < capacity && seen < pool.items_in_use(); ++number) {
       meta::Addr address = pool.AddressOf(number);
       if (!pool.IsLive(address)) continue;
       ++seen;
@@ -96,15 +94,20 @@ Tmpfs::~Tmpfs() {
   vm_.reset();
 }
 
-Tmpfs::LockSet::~LockSet() {
-  if (!held_) return;
-  for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) {
-    if (it->second) {
-      fs_.stripes_[it->first].Unlock();
-    } else {
-      fs_.stripes_[it->first].ReaderUnlock();
+Tmpfs::LockSet::~LockSet() { Release(); }
+
+void Tmpfs::LockSet::Release() {
+  if (held_) {
+    for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) {
+      if (it->second) {
+        fs_.stripes_[it->first].Unlock();
+      } else {
+        fs_.stripes_[it->first].ReaderUnlock();
+      }
     }
   }
+  stripes_.clear();
+  held_ = false;
 }
 
 Tmpfs::LockSet& Tmpfs::LockSet::Shared(Ino ino) {
@@ -178,8 +181,7 @@ Attr Tmpfs::AttrOf(Ino ino, const meta::Node& node) const {
   attr.gid = node.gid;
   attr.size = S_ISDIR(node.mode) ? node.dir.index.count * 20 + 40 : node.size;
   if (S_ISREG(node.mode) && node.file.object != 0) {
-    attr.blocks =
-        reinterpret_cast<const vm::AnonObject*>(node.file.object)->allocated_pages() * 8;
+    attr.blocks = reinterpret_cast<const vm::AnonObject*>(node.file.object)->allocated_pages() * 8;
   }
   attr.rdev = node.rdev;
   attr.atime = ToTimespec(node.atime_ns);

@@ -48,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -128,8 +129,8 @@ class Tmpfs {
  public:
   struct Options {
     vm::VmOptions vm;
-    uint64_t size_bytes = 0;   // size=: data + metadata pages; 0 for the vm's capacity
-    uint64_t max_inodes = 0;   // nr_inodes=: 0 for no limit beyond space
+    uint64_t size_bytes = 0;  // size=: data + metadata pages; 0 for the vm's capacity
+    uint64_t max_inodes = 0;  // nr_inodes=: 0 for no limit beyond space
     uint32_t root_mode = 01777;
     uint32_t root_uid = 0;
     uint32_t root_gid = 0;
@@ -147,10 +148,9 @@ class Tmpfs {
   // Drops `count` lookups; frees the node if that was the last reference.
   void Forget(Ino ino, uint64_t count);
   // Regular files, fifos, sockets, character and block devices. Counts a lookup.
-  absl::StatusOr<Attr> Mknod(const Caller& caller, Ino parent, absl::string_view name,
-                             mode_t mode, dev_t rdev);
-  absl::StatusOr<Attr> Mkdir(const Caller& caller, Ino parent, absl::string_view name,
-                             mode_t mode);
+  absl::StatusOr<Attr> Mknod(const Caller& caller, Ino parent, absl::string_view name, mode_t mode,
+                             dev_t rdev);
+  absl::StatusOr<Attr> Mkdir(const Caller& caller, Ino parent, absl::string_view name, mode_t mode);
   absl::StatusOr<Attr> Symlink(const Caller& caller, Ino parent, absl::string_view name,
                                absl::string_view target);
   absl::StatusOr<std::string> Readlink(Ino ino);
@@ -181,8 +181,8 @@ class Tmpfs {
   absl::StatusOr<Attr> Open(const Caller& caller, Ino ino, int flags);
   // Creates and opens (O_EXCL honoured by the caller's flags). Counts a lookup and
   // an open.
-  absl::StatusOr<Attr> Create(const Caller& caller, Ino parent, absl::string_view name,
-                              mode_t mode, int flags);
+  absl::StatusOr<Attr> Create(const Caller& caller, Ino parent, absl::string_view name, mode_t mode,
+                              int flags);
   // Drops an open; frees the node if it was unlinked and this was the last use.
   void Release(Ino ino);
   // A window onto [offset, offset + size) clipped to the file size; empty at EOF.
@@ -196,8 +196,8 @@ class Tmpfs {
   absl::Status Fallocate(Ino ino, int mode, uint64_t offset, uint64_t length);
   // SEEK_DATA, SEEK_HOLE (and SEEK_SET/CUR/END are the kernel's). ENXIO past EOF.
   absl::StatusOr<uint64_t> Lseek(Ino ino, uint64_t offset, int whence);
-  absl::StatusOr<uint64_t> CopyFileRange(const Caller& caller, Ino in, uint64_t in_offset,
-                                         Ino out, uint64_t out_offset, uint64_t length);
+  absl::StatusOr<uint64_t> CopyFileRange(const Caller& caller, Ino in, uint64_t in_offset, Ino out,
+                                         uint64_t out_offset, uint64_t length);
   absl::Status Fsync(Ino ino);
 
   // xattrs.cc: XATTR_CREATE / XATTR_REPLACE in flags.
@@ -236,10 +236,13 @@ class Tmpfs {
     LockSet& Shared(Ino ino);
     LockSet& Exclusive(Ino ino);
     void Acquire();
+    // Unlocks everything and forgets the set, so it can be filled again.
+    void Release();
 
    private:
     Tmpfs& fs_;
-    std::vector<std::pair<int, bool>> stripes_;  // stripe, exclusive
+    // Rename locks at most four inodes: inline, no allocation per operation.
+    absl::InlinedVector<std::pair<int, bool>, 4> stripes_;  // stripe, exclusive
     bool held_ = false;
   };
   static int StripeOf(Ino ino) { return static_cast<int>((ino * 0x9E3779B97F4A7C15ull) >> 54); }
@@ -284,13 +287,17 @@ class Tmpfs {
   // lookup counted. `target` is a symlink's (ignored for other types).
   absl::StatusOr<Attr> MakeNode(const Caller& caller, Ino parent, absl::string_view name,
                                 uint32_t mode, uint64_t rdev, absl::string_view target);
+  // Resolves `name` in `parent` and leaves `locks` holding the parent (shared, or
+  // exclusive) and the child (exclusive), looking again if the entry changed between
+  // the unlocked look and the locking. ENOENT, ENOTDIR.
+  absl::StatusOr<Ino> LockEntry(LockSet& locks, Ino parent, absl::string_view name,
+                                bool parent_exclusive);
   // Unlink (directory false) and Rmdir (directory true).
   absl::Status RemoveName(Ino parent, absl::string_view name, bool directory);
   // Rename once both entries are resolved to `source` and `target` (0: no target)
   // and every inode involved is locked exclusive.
-  absl::Status RenameLocked(const Caller& caller, Ino parent, absl::string_view name,
-                            Ino source, Ino new_parent, absl::string_view new_name,
-                            Ino target, unsigned flags);
+  absl::Status RenameLocked(const Caller& caller, Ino parent, absl::string_view name, Ino source,
+                            Ino new_parent, absl::string_view new_name, Ino target, unsigned flags);
   // True if directory `ancestor` is `dir` or lies on the way from `dir` to the root.
   // REQUIRES: rename_mu_ held (no directory changes parent meanwhile).
   absl::StatusOr<bool> IsAncestorOf(Ino ancestor, Ino dir);
@@ -317,8 +324,7 @@ class Tmpfs {
   // The object of a write of [offset, offset + length), its holes charged: ENOSPC
   // (size= or no space) before any change. REQUIRES: the stripe held exclusive,
   // length > 0, offset + length <= 2^63 - 1.
-  absl::StatusOr<vm::AnonObject*> PrepareWrite(meta::Node& node, uint64_t offset,
-                                               uint64_t length);
+  absl::StatusOr<vm::AnonObject*> PrepareWrite(meta::Node& node, uint64_t offset, uint64_t length);
   // After a write that ended at `end`: the size grows to it, mtime and ctime are now,
   // and a caller other than root loses S_ISUID (and S_ISGID with S_IXGRP), as
   // file_remove_privs does without CAP_FSETID.
