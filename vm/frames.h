@@ -90,6 +90,15 @@ class Frames {
 
   uint64_t count() const { return count_; }
   char* Address(FrameNumber frame) const { return base_ + (uint64_t{frame} << kPageShift); }
+
+  // Called with a frame just allocated, before it is first written: the first time a
+  // frame of its chunk (kPopulateFrames) is used, asks the host for the whole chunk at
+  // once (MADV_POPULATE_WRITE), one call instead of a page fault per 4 KiB. Lock-free;
+  // two racing callers both populate, which is harmless.
+  void Populate(FrameNumber frame) {
+    std::atomic<bool>& done = populated_[frame / kPopulateFrames];
+    if (!done.load(std::memory_order_relaxed)) PopulateSlow(frame, done);
+  }
   FrameNumber FrameOf(const void* address) const {
     return static_cast<FrameNumber>((static_cast<const char*>(address) - base_) >> kPageShift);
   }
@@ -113,6 +122,9 @@ class Frames {
   absl::Status CheckConsistency() const;
 
  private:
+  // 2 MiB: the step in which the region's memory is taken from the host.
+  static constexpr uint64_t kPopulateFrames = 512;
+  void PopulateSlow(FrameNumber frame, std::atomic<bool>& done);
   Frames(char* base, uint64_t count);
   void PushFree(FrameNumber head, int order) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnlinkFree(FrameNumber head, int order) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -124,6 +136,7 @@ class Frames {
   char* const base_;
   const uint64_t count_;
   std::unique_ptr<FrameDesc[]> descs_;
+  std::unique_ptr<std::atomic<bool>[]> populated_;  // per chunk of kPopulateFrames
   mutable absl::Mutex mu_;
   FrameNumber free_head_[kMaxOrder + 1] ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> free_count_{0};  // written under mu_

@@ -165,7 +165,13 @@ absl::Status UbcWindow::MapSlow(AnonObject& object) {
         continue;
       }
     }
-    absl::StatusOr<FrameNumber> frame = vm.Wire(table, index, access_);
+    // A page the range wholly covers is about to be written in full: a zero-fill
+    // fault need not zero it (Access::kOverwrite; the header's contract).
+    const bool covered = (index << kPageShift) >= offset_ &&
+                         ((index + 1) << kPageShift) <= offset_ + length_;
+    const Access page_access =
+        access_ == Access::kWrite && covered ? Access::kOverwrite : access_;
+    absl::StatusOr<FrameNumber> frame = vm.Wire(table, index, page_access);
     if (!frame.ok()) {
       if (access_ == Access::kRead && absl::IsNotFound(frame.status())) {
         pages_[i] = WindowPage{table.Find(index), kNoFrame};  // freed since we looked

@@ -12,7 +12,10 @@
 //                reading them costs no frame).
 //   Map(kWrite)  holes are allocated (charged) first, so ENOSPC comes before any
 //                change; then every page is wired for writing (Vm::Wire, kWrite),
-//                which marks it dirty.
+//                which marks it dirty. The caller must write every byte of the
+//                range before Release: pages the range wholly covers are wired
+//                with kOverwrite, so a fresh one is not zeroed first (it would be
+//                written twice) and holds a frame's old bytes until then.
 //
 // Physically contiguous frames of neighbouring pages coalesce into one iovec entry;
 // the first and last entries are trimmed to the byte range.

@@ -210,7 +210,7 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
   char* const base = frames_->Address(frame);
 
   uint64_t kept_slot = kNoSlot;
-  bool dirty = access == Access::kWrite;
+  bool dirty = IsWrite(access);
   if (Pte::KindOf(pte) == Pte::kSwapped) {
     kept_slot = Pte::Payload(pte);
     void* pages[1 << kMaxOrder];
@@ -223,7 +223,7 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
     }
     Stats::Bump(stats_.pageins, frames_per_page);
   } else {
-    memset(base, 0, frames_per_page * kPageSize);
+    if (access != Access::kOverwrite) memset(base, 0, frames_per_page * kPageSize);
     Stats::Bump(stats_.zero_fills);
   }
 
@@ -276,6 +276,7 @@ absl::StatusOr<FrameNumber> Vm::AllocFrames(int order) {
   for (;;) {
     if (std::optional<FrameNumber> frame = frames_->Alloc(order)) {
       pager_->MaybeWake();
+      frames_->Populate(*frame);
       return *frame;
     }
     if (order > 0 && frames_->free_count() >= run) {

@@ -62,7 +62,13 @@ struct VmOptions {
   bool start_pager_thread = true;  // tests drive Reclaim() by hand without it
 };
 
-enum class Access { kRead, kWrite };
+// kOverwrite is kWrite with a promise: the caller writes every byte of the page
+// before anyone can read it, so a page faulted in as zero-fill is not zeroed first
+// (the frame's old bytes are never seen). UbcWindow::Map(kWrite) asks for it on the
+// pages its range wholly covers.
+enum class Access { kRead, kWrite, kOverwrite };
+
+inline bool IsWrite(Access access) { return access != Access::kRead; }
 
 class Vm {
  public:
@@ -134,7 +140,7 @@ class Vm {
     if (desc.wire_count.fetch_add(1, std::memory_order_seq_cst) == 0) wired_count_.Add(1);
     uint64_t pte = entry.load(std::memory_order_seq_cst);
     if (Pte::IsResidentIdle(pte) && Pte::Payload(pte) == frame) [[likely]] {
-      const uint64_t wanted = Pte::kReferenced | (access == Access::kWrite ? Pte::kDirty : 0);
+      const uint64_t wanted = Pte::kReferenced | (IsWrite(access) ? Pte::kDirty : 0);
       if ((pte & wanted) != wanted) entry.fetch_or(wanted, std::memory_order_relaxed);
       return true;
     }
