@@ -44,21 +44,9 @@ absl::StatusCode CodeOf(int error) {
   }
 }
 
-}  // namespace
-
-absl::Status ErrnoError(int error, absl::string_view message) {
-  absl::Status status(CodeOf(error), message.empty() ? absl::string_view(strerror(error)) : message);
-  status.SetPayload(kPayload, absl::Cord(std::to_string(error)));
-  return status;
-}
-
-int ToErrno(const absl::Status& status) {
-  if (status.ok()) return 0;
-  if (auto payload = status.GetPayload(kPayload)) {
-    int error = 0;
-    if (absl::SimpleAtoi(std::string(*payload), &error) && error > 0) return error;
-  }
-  switch (status.code()) {
+// The errno a status with this code and no errno payload stands for.
+int ErrnoOfCode(absl::StatusCode code) {
+  switch (code) {
     case absl::StatusCode::kNotFound:
       return ENOENT;
     case absl::StatusCode::kAlreadyExists:
@@ -80,6 +68,28 @@ int ToErrno(const absl::Status& status) {
     default:
       return EIO;
   }
+}
+
+}  // namespace
+
+absl::Status ErrnoError(int error, absl::string_view message) {
+  const absl::StatusCode code = CodeOf(error);
+  // The common errors (ENOENT of every negative lookup, EEXIST, ...) whose code alone
+  // maps back to them: a status with neither message nor payload, which Abseil keeps
+  // inline, without a heap allocation.
+  if (message.empty() && ErrnoOfCode(code) == error) return absl::Status(code, "");
+  absl::Status status(code, message.empty() ? absl::string_view(strerror(error)) : message);
+  status.SetPayload(kPayload, absl::Cord(std::to_string(error)));
+  return status;
+}
+
+int ToErrno(const absl::Status& status) {
+  if (status.ok()) return 0;
+  if (auto payload = status.GetPayload(kPayload)) {
+    int error = 0;
+    if (absl::SimpleAtoi(std::string(*payload), &error) && error > 0) return error;
+  }
+  return ErrnoOfCode(status.code());
 }
 
 }  // namespace ptmpfs::fs
