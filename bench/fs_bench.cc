@@ -14,6 +14,7 @@
 //   stat (warm)   fstatat again, nothing dropped               NULLFS_POSITIVE=1  (none)
 //   readdir       readdir of the whole directory, cold          (nullfs lists nothing)
 //   seq write     pwrite 1 MiB, a file of --file_mib            NULLFS_POSITIVE=1  >= 70%
+//   seq rewrite   the same again (pages exist, frames used)     (same)             (none)
 //   seq read      pread 1 MiB, page cache dropped (fadvise)     + NULLFS_FILESIZE  >= 70%
 //   rand read     pread 4 KiB at random pages, cache dropped    (same)             (none)
 //   rand write    pwrite 4 KiB at random pages                  (same)             (none)
@@ -687,9 +688,10 @@ double Target(const std::string& regime, const std::string& op) {
 }
 
 int OpOrder(const std::string& op) {
-  static const char* kOps[] = {"create",    "stat (cold)", "stat (warm)", "readdir",   "unlink (cold)",
-                               "seq write", "seq read",    "rand read",   "rand write"};
-  for (int i = 0; i < 9; ++i) {
+  static const char* kOps[] = {"create",      "stat (cold)", "stat (warm)", "readdir",
+                               "unlink (cold)", "seq write", "seq rewrite", "seq read",
+                               "rand read",     "rand write"};
+  for (int i = 0; i < 10; ++i) {
     if (op == kOps[i]) return i;
   }
   return 99;
@@ -950,6 +952,9 @@ void DataPhases(Context& context, const std::string& regime, const Mounted& moun
     return m;
   };
   Record(regime, "seq write", 1, subject, sequential(true), true);
+  // The same bytes again: ptmpfs's pages and frames exist now (resident) or sit in
+  // swap (over budget), the steady state of a tmpfs whose files are rewritten.
+  if (!interrupted) Record(regime, "seq rewrite", 1, subject, sequential(true), true);
   posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   if (!interrupted) Record(regime, "seq read", 1, subject, sequential(false), true);
   posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);

@@ -712,12 +712,13 @@ BENCHMARK(BM_PageInRandom4K)->Setup(SetUpPageIn)->Teardown(TearDownPageIn)->UseR
 // ---------------------------------------------------------------------------------
 // Clustered writes: the pager's page-out against pwritev of the same shape.
 
-constexpr int kClusterPages = Pager::kMaxCluster;  // 16 pages: one 64 KiB pwritev
-// Clusters written per timed Reclaim: 8 clusters (512 KiB), about what the pager
-// thread frees per wake-up in a 64 MiB budget (twice the low watermark, 1/64 of the
-// frames), so Reclaim's fixed cost is amortised as in service.
-constexpr uint64_t kClustersPerReclaim = 8;
-constexpr uint64_t kPageOutPages = kClustersPerReclaim * kClusterPages;
+constexpr int kClusterPages = Pager::kMaxCluster;  // 64 pages: one 256 KiB pwritev
+// Pages written per timed Reclaim: 512 KiB (2 clusters), about what the pager thread
+// frees per wake-up in a 64 MiB budget (twice the low watermark, 1/64 of the frames),
+// so Reclaim's fixed cost is amortised as in service.
+constexpr uint64_t kPageOutPages = 128;
+constexpr uint64_t kClustersPerReclaim = kPageOutPages / kClusterPages;
+static_assert(kPageOutPages % kClusterPages == 0);
 // Both sides write through a 64 MiB stretch of a file in sequence and wrap: the
 // swap slots' next-fit cursor runs through the first backing chunk the same way.
 constexpr uint64_t kWriteSpanBytes = Swap::kBackingChunkSlots * kPageSize;
@@ -748,7 +749,7 @@ void TearDownPwrite(const benchmark::State&) { pwrite_fixture.reset(); }
 
 // The same shape as BM_PageOutClustered, without the vm: each iteration writes the
 // pattern into 128 distinct pages with the timer paused (as the subject dirties its
-// pages), then writes them out as 8 pwritev calls of 16 pages at sequential offsets.
+// pages), then writes them out as pwritev calls of a cluster each at sequential offsets.
 // Pages written just before are the fair source: from one hot 64 KiB buffer, pwritev
 // took 6.5 us per cluster here against 11.4 us from 128 just-written pages, a gap
 // that is the source's cache state, not anything vm/ does.

@@ -10,15 +10,6 @@
 #include "absl/strings/str_format.h"
 
 namespace ptmpfs::vm {
-namespace {
-
-#ifdef MADV_POPULATE_WRITE
-constexpr int kMadvPopulateWrite = MADV_POPULATE_WRITE;
-#else
-constexpr int kMadvPopulateWrite = 23;  // Linux 5.14's value
-#endif
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Frames>> Frames::Create(uint64_t frame_count) {
   if (frame_count < kMinFrames) {
@@ -40,7 +31,7 @@ absl::StatusOr<std::unique_ptr<Frames>> Frames::Create(uint64_t frame_count) {
   // back to its host): the first touch of a huge page after the host took it back ran
   // at 0.4-0.75 GiB/s against 3 GiB/s for 4 KiB pages, so a first write into fresh
   // frames ran at 0.35 GB/s; and random page-ins were no faster with huge pages
-  // (2.19 vs 2.12 GB/s). Populate() takes the memory in 2 MiB steps instead.
+  // (2.19 vs 2.12 GB/s). Populate() takes the memory in 2 MiB steps, ahead of use.
   return std::unique_ptr<Frames>(new Frames(static_cast<char*>(base), frame_count));
 }
 
@@ -48,10 +39,11 @@ Frames::Frames(char* base, uint64_t count)
     : base_(base),
       count_(count),
       descs_(new FrameDesc[count]),
-      populated_(new std::atomic<bool>[(count + kPopulateFrames - 1) / kPopulateFrames]()) {
+      populator_(std::make_unique<Populator>(base, count * kPageSize)) {
   absl::MutexLock lock(&mu_);
   for (FrameNumber& head : free_head_) head = kNoFrame;
-  // Carve the region into the largest aligned runs that fit.
+  // Carve the region into the largest aligned runs that fit, bottom-up: the lists are
+  // LIFO, so never-used frames are handed out from the top down (populator.h).
   for (uint64_t frame = 0; frame < count_;) {
     int order = kMaxOrder;
     while (order > 0 && ((frame & ((uint64_t{1} << order) - 1)) != 0 ||
@@ -63,7 +55,10 @@ Frames::Frames(char* base, uint64_t count)
   }
 }
 
-Frames::~Frames() { munmap(base_, count_ * kPageSize); }
+Frames::~Frames() {
+  populator_.reset();
+  munmap(base_, count_ * kPageSize);
+}
 
 void Frames::PushFree(FrameNumber head, int order) {
   FrameDesc& desc = descs_[head];
@@ -85,15 +80,6 @@ void Frames::UnlinkFree(FrameNumber head, int order) {
   }
   if (desc.next != kNoFrame) descs_[desc.next].prev = desc.prev;
   desc.prev = desc.next = kNoFrame;
-}
-
-void Frames::PopulateSlow(FrameNumber frame, std::atomic<bool>& done) {
-  const uint64_t first = frame / kPopulateFrames * kPopulateFrames;
-  const uint64_t frames = std::min(kPopulateFrames, count_ - first);
-  // Best effort: where the kernel lacks MADV_POPULATE_WRITE (before 5.14) the pages
-  // are faulted in one by one as they are written, as before.
-  madvise(Address(static_cast<FrameNumber>(first)), frames * kPageSize, kMadvPopulateWrite);
-  done.store(true, std::memory_order_relaxed);
 }
 
 std::optional<FrameNumber> Frames::Alloc(int order) {
@@ -130,6 +116,11 @@ std::optional<FrameNumber> Frames::AllocLocked(int order) {
 void Frames::Free(FrameNumber first, int order) {
   absl::MutexLock lock(&mu_);
   FreeLocked(first, order);
+}
+
+void Frames::Free(absl::Span<const FrameNumber> firsts, int order) {
+  absl::MutexLock lock(&mu_);
+  for (FrameNumber first : firsts) FreeLocked(first, order);
 }
 
 void Frames::FreeLocked(FrameNumber first, int order) {

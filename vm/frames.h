@@ -35,7 +35,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "vm/page_table.h"
+#include "vm/populator.h"
 
 namespace ptmpfs::vm {
 
@@ -91,14 +93,10 @@ class Frames {
   uint64_t count() const { return count_; }
   char* Address(FrameNumber frame) const { return base_ + (uint64_t{frame} << kPageShift); }
 
-  // Called with a frame just allocated, before it is first written: the first time a
-  // frame of its chunk (kPopulateFrames) is used, asks the host for the whole chunk at
-  // once (MADV_POPULATE_WRITE), one call instead of a page fault per 4 KiB. Lock-free;
-  // two racing callers both populate, which is harmless.
-  void Populate(FrameNumber frame) {
-    std::atomic<bool>& done = populated_[frame / kPopulateFrames];
-    if (!done.load(std::memory_order_relaxed)) PopulateSlow(frame, done);
-  }
+  // Called with a frame just allocated, before it is first written: its memory is
+  // taken from the host now if it never was, and that of the frames to be handed out
+  // next is taken ahead on the populator's thread (populator.h).
+  void Populate(FrameNumber frame) { populator_->Touch(Address(frame)); }
   FrameNumber FrameOf(const void* address) const {
     return static_cast<FrameNumber>((static_cast<const char*>(address) - base_) >> kPageShift);
   }
@@ -110,6 +108,9 @@ class Frames {
   // Returns a run of 2^order frames (any state but free) to the free lists,
   // coalescing with free buddies. Never allocates, never blocks but on mu_.
   void Free(FrameNumber first, int order);
+  // As Free, for runs of the same order, under one acquisition of mu_ (the pager's
+  // batches of evicted pages).
+  void Free(absl::Span<const FrameNumber> firsts, int order);
 
   // For migration: finds an aligned run of 2^order frames each of which is free or
   // accepted by `movable` (called under mu_ for frames in kPage state; it must not
@@ -122,9 +123,6 @@ class Frames {
   absl::Status CheckConsistency() const;
 
  private:
-  // 2 MiB: the step in which the region's memory is taken from the host.
-  static constexpr uint64_t kPopulateFrames = 512;
-  void PopulateSlow(FrameNumber frame, std::atomic<bool>& done);
   Frames(char* base, uint64_t count);
   void PushFree(FrameNumber head, int order) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnlinkFree(FrameNumber head, int order) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -136,7 +134,7 @@ class Frames {
   char* const base_;
   const uint64_t count_;
   std::unique_ptr<FrameDesc[]> descs_;
-  std::unique_ptr<std::atomic<bool>[]> populated_;  // per chunk of kPopulateFrames
+  std::unique_ptr<Populator> populator_;  // stopped before the region is unmapped
   mutable absl::Mutex mu_;
   FrameNumber free_head_[kMaxOrder + 1] ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> free_count_{0};  // written under mu_

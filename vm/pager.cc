@@ -55,6 +55,7 @@ void Pager::ThreadMain() {
       if (Reclaim(high_water_ - vm_.frames().free_count()) == 0) break;
     }
     if (vm_.frame_waiters_.load(std::memory_order_relaxed) != 0) vm_.NotifyFrameWaiters();
+    if (vm_.swap() != nullptr) vm_.swap()->DropFreedPages();
   }
 }
 
@@ -224,17 +225,45 @@ void Pager::Restore(const Victim& victim) {
   victim.entry->notify_all();
 }
 
-uint64_t Pager::EvictClean(const Victim& victim) {
-  FrameDesc& desc = vm_.frames().desc(victim.frame);
-  const uint64_t slot = desc.swap_slot;
-  // Clean with a copy in swap: point at the copy. Clean with none: never written
-  // since it was zero-filled, so it is zero-fill again.
-  victim.entry->store(slot != kNoSlot ? Pte::Make(Pte::kSwapped, slot) : Pte::Make(Pte::kZero),
-                      std::memory_order_release);
-  victim.entry->notify_all();
-  vm_.frames().Free(victim.frame, victim.table->page_order());
-  Stats::Bump(vm_.stats().clean_evictions);
-  return victim.table->frames_per_page();
+void Pager::GatherClean(std::vector<Victim>& batch, uint64_t max_pages, uint64_t& scan_budget) {
+  const int order = batch.front().table->page_order();
+  while (batch.size() < max_pages && scan_budget > 0) {
+    const FrameNumber frame = inactive_.head;
+    if (frame == kNoFrame) break;
+    const FrameDesc& desc = vm_.frames().desc(frame);
+    if (desc.owner->page_order() != order) break;
+    // A dirty page ends the batch where it is: it goes out in a cluster of its own.
+    const Entry* entry = desc.owner->Find(desc.index);
+    if ((entry->load(std::memory_order_relaxed) & Pte::kDirty) != 0) break;
+    --scan_budget;
+    Victim victim;
+    if (!TryTake(frame, &victim)) continue;  // referenced or wired: moved to active
+    if ((victim.pte & Pte::kDirty) != 0) {   // dirtied since the look above
+      PushTail(active_, FrameQueue::kActive, frame);
+      victim.entry->store(victim.pte, std::memory_order_release);
+      victim.entry->notify_all();
+      break;
+    }
+    batch.push_back(victim);
+  }
+}
+
+uint64_t Pager::EvictClean(absl::Span<const Victim> batch) {
+  FrameNumber frames[kMaxCluster];
+  assert(batch.size() <= kMaxCluster);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Victim& victim = batch[i];
+    const uint64_t slot = vm_.frames().desc(victim.frame).swap_slot;
+    // Clean with a copy in swap: point at the copy. Clean with none: never written
+    // since it was zero-filled, so it is zero-fill again.
+    victim.entry->store(slot != kNoSlot ? Pte::Make(Pte::kSwapped, slot) : Pte::Make(Pte::kZero),
+                        std::memory_order_release);
+    victim.entry->notify_all();
+    frames[i] = victim.frame;
+  }
+  vm_.frames().Free(absl::MakeConstSpan(frames, batch.size()), batch.front().table->page_order());
+  Stats::Bump(vm_.stats().clean_evictions, batch.size());
+  return batch.size() * batch.front().table->frames_per_page();
 }
 
 uint64_t Pager::PageOutCluster(std::vector<Victim>& cluster) {
@@ -300,6 +329,8 @@ uint64_t Pager::PageOutCluster(std::vector<Victim>& cluster) {
   }
   Stats::Bump(vm_.stats().pageout_ios);
   Stats::Bump(vm_.stats().pageouts, total_slots);
+  FrameNumber frames[kMaxCluster];
+  assert(cluster.size() <= kMaxCluster);
   for (size_t i = 0; i < cluster.size(); ++i) {
     const Victim& victim = cluster[i];
     FrameDesc& desc = vm_.frames().desc(victim.frame);
@@ -308,8 +339,9 @@ uint64_t Pager::PageOutCluster(std::vector<Victim>& cluster) {
     victim.entry->store(Pte::Make(Pte::kSwapped, *run + i * slots_per_page),
                         std::memory_order_release);
     victim.entry->notify_all();
-    vm_.frames().Free(victim.frame, order);
+    frames[i] = victim.frame;
   }
+  vm_.frames().Free(absl::MakeConstSpan(frames, cluster.size()), order);
   return total_slots;
 }
 
@@ -344,12 +376,20 @@ uint64_t Pager::Reclaim(uint64_t target_frames) {
           continue;
         }
         cluster.push_back(victim);
-        if (!clean) GatherCluster(cluster);
+        if (!clean) {
+          GatherCluster(cluster);
+        } else {
+          const uint64_t frames_per_page = victim.table->frames_per_page();
+          GatherClean(cluster,
+                      std::min<uint64_t>(kMaxCluster, (target_frames - freed + frames_per_page - 1) /
+                                                          frames_per_page),
+                      scan_budget);
+        }
       }
     }
     if (cluster.empty()) break;
     if ((cluster.front().pte & Pte::kDirty) == 0) {
-      freed += EvictClean(cluster.front());
+      freed += EvictClean(cluster);
     } else {
       freed += PageOutCluster(cluster);
     }

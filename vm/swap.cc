@@ -46,9 +46,12 @@ constexpr uint64_t kUnwritten = 0;
 constexpr auto kLockPoll = std::chrono::milliseconds(5);
 
 // Clusters up to this many pages keep their iovecs and checksums on the stack; the
-// pager's clusters (16) and a 1 MiB FUSE write (256 pages at most, rarely) fit or
-// spill to the heap, which the I/O path may use.
-constexpr size_t kInlineCluster = 32;
+// pager's clusters (64) fit, a 1 MiB FUSE write (256 pages at most, rarely) spills to
+// the heap, which the I/O path may use.
+constexpr size_t kInlineCluster = 64;
+
+// Freed groups DropFreedPages() takes per posix_fadvise batch: 64 groups are 16 MiB.
+constexpr size_t kDropBatchGroups = 64;
 
 std::string ErrnoText(int error) {
   char buffer[128];
@@ -72,8 +75,13 @@ int TransferFully(bool is_write, int fd, iovec* iov, int iov_count, uint64_t off
       continue;
     }
     const int batch = std::min(iov_count, IOV_MAX);
-    const ssize_t moved = is_write ? pwritev(fd, iov, batch, static_cast<off_t>(offset))
-                                   : preadv(fd, iov, batch, static_cast<off_t>(offset));
+    // One buffer (a fault's page): pread and pwrite, which spare the kernel the copy
+    // and check of an iovec array.
+    const ssize_t moved =
+        batch == 1 ? (is_write ? pwrite(fd, iov->iov_base, iov->iov_len, static_cast<off_t>(offset))
+                               : pread(fd, iov->iov_base, iov->iov_len, static_cast<off_t>(offset)))
+        : is_write ? pwritev(fd, iov, batch, static_cast<off_t>(offset))
+                   : preadv(fd, iov, batch, static_cast<off_t>(offset));
     if (moved < 0) {
       if (errno == EINTR) continue;
       return errno;
@@ -350,6 +358,26 @@ void Swap::FreeSlots(uint64_t first, uint64_t count) {
     std::atomic_ref<uint64_t>(checksums_[slot]).store(kUnwritten, std::memory_order_relaxed);
   }
   slots_->Free(first, count);
+}
+
+void Swap::DropFreedPages() {
+  if (o_direct_) return;  // nothing of the file is cached
+  uint64_t groups[kDropBatchGroups];
+  for (;;) {
+    const size_t taken = slots_->TakeFreedGroups(groups, kDropBatchGroups);
+    // Neighbouring groups go in one call. A group allocated again meanwhile loses at
+    // most its cached clean pages: DONTNEED never drops a dirty one, nor data.
+    for (size_t i = 0; i < taken;) {
+      size_t end = i + 1;
+      while (end < taken && groups[end] == groups[end - 1] + 1) ++end;
+      const uint64_t first_slot = groups[i] * SwapSlots::kGroupSlots;
+      const uint64_t slots = std::min((end - i) * SwapSlots::kGroupSlots, slot_count_ - first_slot);
+      posix_fadvise(fd_, static_cast<off_t>(SlotOffset(first_slot)),
+                    static_cast<off_t>(slots * kSwapPageSize), POSIX_FADV_DONTNEED);
+      i = end;
+    }
+    if (taken < kDropBatchGroups) return;
+  }
 }
 
 absl::Status Swap::Write(uint64_t first, void* const* pages, int count) {

@@ -19,6 +19,14 @@
 //     ptmpfs on the same file is refused. (A temporary file has no name to share.)
 //  4. Slot s is allocatable iff s < backed_slots().
 //
+// The host page cache. Slots are read and written through it (unless o_direct), and a
+// freed slot's pages would stay cached, stale, until the host needs the memory (a
+// benchmark saw a third of the host's page cache held so). FreeSlots cannot drop them
+// itself: posix_fadvise(DONTNEED) may start writeback and drain the LRU caches of every
+// CPU, which a free must not wait for (DESIGN.md, invariant 3). So the slot bitmap
+// remembers groups of 64 slots (256 KiB) that became wholly free, and DropFreedPages(),
+// called by the pager thread after each pass, drops their pages.
+//
 // Memory. 8 bytes per slot for checksums, allocated zeroed (calloc, which gets fresh
 // pages from mmap for an array this large): slots never written cost no RAM, so a
 // generous temporary swap file is cheap until it is used.
@@ -98,6 +106,10 @@ class Swap {
   // Never allocates, never blocks on I/O. The slots read as never written afterwards.
   // REQUIRES: [first, first+count) was allocated by AllocSlots (any split of such runs).
   void FreeSlots(uint64_t first, uint64_t count);
+
+  // Drops from the host page cache the pages of slot groups wholly freed since the last
+  // call (see the theory above). May start writeback of their dirty pages; never fails.
+  void DropFreedPages();
 
   // Writes pages[i] (kSwapPageSize bytes each, page-aligned) to slot first+i, one
   // pwritev, and records their checksums. Internal on I/O error (with errno's text).

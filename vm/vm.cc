@@ -47,11 +47,11 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmOptions& options) {
   // unwired, so the pager and migration always have pages to work with.
   vm->wired_cap_ = frame_count - std::max<uint64_t>(frame_count / 4, 1 << kMaxOrder);
   // Watermarks: the pager thread wakes below 1/64 of the frames and frees up to
-  // twice that, and at least two clusters' worth more, so that it runs once per
+  // twice that, and at least kMinWakeBatch frames more, so that it runs once per
   // many faults rather than every few (a wake-up costs a futex call each side).
   const uint64_t low_water = Clamp(frame_count / 64, 2, 4096);
   const uint64_t high_water =
-      std::min(low_water + std::max<uint64_t>(low_water, 2 * Pager::kMaxCluster), frame_count / 2);
+      std::min(low_water + std::max(low_water, Pager::kMinWakeBatch), frame_count / 2);
   vm->pager_ = std::make_unique<Pager>(*vm, low_water, high_water);
   if (options.start_pager_thread) vm->pager_->StartThread();
   return vm;

@@ -18,6 +18,8 @@ std::atomic<int64_t>& WiredCount::RegisterThisThread() {
   if (slot == nullptr) {
     slots_.push_back(std::make_unique<Slot>());
     slot = slots_.back().get();
+    slot->next = head_.load(std::memory_order_relaxed);
+    head_.store(slot, std::memory_order_release);
   }
   cache_.owner_id = id_;
   cache_.slot = &slot->count;
@@ -25,9 +27,12 @@ std::atomic<int64_t>& WiredCount::RegisterThisThread() {
 }
 
 int64_t WiredCount::Total() const {
-  absl::MutexLock lock(&registry_mu_);
+  // Lock-free: it runs on every fault once the frames are full (Vm::WaitForWiredCap).
   int64_t total = 0;
-  for (const auto& slot : slots_) total += slot->count.load(std::memory_order_relaxed);
+  for (const Slot* slot = head_.load(std::memory_order_acquire); slot != nullptr;
+       slot = slot->next) {
+    total += slot->count.load(std::memory_order_relaxed);
+  }
   return total;
 }
 

@@ -7,8 +7,9 @@
 // another thread than took it leaves one slot above and another below: the sum is
 // still right.
 //
-// Locking. registry_mu_ guards the list of slots; a thread's first use of a counter
-// registers its slot. Slots live as long as the counter.
+// Locking. registry_mu_ serialises registration (a thread's first use of a counter);
+// Total() takes no lock: slots form a list that only grows at its head, each published
+// with a release store of head_ after it is built. Slots live as long as the counter.
 #ifndef PTMPFS_VM_WIRED_COUNT_H_
 #define PTMPFS_VM_WIRED_COUNT_H_
 
@@ -41,6 +42,7 @@ class WiredCount {
  private:
   struct alignas(64) Slot {
     std::atomic<int64_t> count{0};
+    const Slot* next = nullptr;  // set before the slot is published, then never changed
   };
   struct ThreadCache {
     uint64_t owner_id = 0;
@@ -56,7 +58,8 @@ class WiredCount {
 
   const uint64_t id_;  // unique per counter, never reused, so a stale cache never matches
   mutable absl::Mutex registry_mu_;
-  std::vector<std::unique_ptr<Slot>> slots_ ABSL_GUARDED_BY(registry_mu_);
+  std::vector<std::unique_ptr<Slot>> slots_ ABSL_GUARDED_BY(registry_mu_);  // owns them
+  std::atomic<const Slot*> head_{nullptr};  // the list Total() walks; written under registry_mu_
   absl::flat_hash_map<std::thread::id, Slot*> slot_of_thread_ ABSL_GUARDED_BY(registry_mu_);
 };
 

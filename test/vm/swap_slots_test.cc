@@ -29,6 +29,41 @@ TEST(SwapSlotsTest, ARunIsFreedSlotBySlot) {
   EXPECT_TRUE(slots.Alloc(64).ok());
 }
 
+TEST(SwapSlotsTest, RunsAreAlignedToTheirSizeUpToAGroupWhereTheyCanBe) {
+  SwapSlots slots(1024);
+  slots.Grow(1024);
+  ASSERT_EQ(*slots.Alloc(1), 0u);
+  EXPECT_EQ(*slots.Alloc(64), 64u);   // not 1: the next multiple of 64
+  EXPECT_EQ(*slots.Alloc(3), 128u);   // a multiple of 4
+  EXPECT_EQ(*slots.Alloc(100), 192u);  // at most group-aligned
+  // Where no aligned run is free, an unaligned one does.
+  SwapSlots tight(8);
+  tight.Grow(8);
+  ASSERT_EQ(*tight.Alloc(1), 0u);
+  EXPECT_EQ(*tight.Alloc(7), 1u);
+}
+
+TEST(SwapSlotsTest, WhollyFreedGroupsAreHandedOutOnceUnlessReused) {
+  SwapSlots slots(256);
+  slots.Grow(256);
+  uint64_t groups[4];
+  const uint64_t first = *slots.Alloc(192);  // groups 0, 1, 2
+  EXPECT_EQ(slots.TakeFreedGroups(groups, 4), 0u);
+  slots.Free(first, 100);  // group 0 and part of group 1
+  slots.Free(first + 128, 64);  // group 2
+  ASSERT_EQ(slots.TakeFreedGroups(groups, 4), 2u);
+  EXPECT_EQ(groups[0], 0u);
+  EXPECT_EQ(groups[1], 2u);
+  EXPECT_EQ(slots.TakeFreedGroups(groups, 4), 0u);
+  // A group used again before it is taken is not handed out.
+  SwapSlots full(128);
+  full.Grow(128);
+  ASSERT_EQ(*full.Alloc(128), 0u);
+  full.Free(64, 64);
+  ASSERT_EQ(*full.Alloc(1), 64u);
+  EXPECT_EQ(full.TakeFreedGroups(groups, 4), 0u);
+}
+
 TEST(SwapSlotsTest, FindsTheOnlyRunThatFits) {
   SwapSlots slots(256);
   slots.Grow(256);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -414,6 +415,52 @@ TEST(SwapTest, ClusterOf16PagesRoundTrips) {
   ASSERT_TRUE(swap->Read(*first + 7, one.get(), 1).ok());
   EXPECT_TRUE(one.SamePage(0, written, 7));
   EXPECT_EQ(swap->checksum_failures(), 0u);
+}
+
+// How many of the slots [first, first + count) the host page cache holds (mincore on a
+// mapping of the swap file, whose pages are never touched through it).
+uint64_t CachedSlots(const Swap& swap, uint64_t first, uint64_t count) {
+  const size_t bytes = count * kSwapPageSize;
+  void* mapping = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, swap.fd(),
+                       static_cast<off_t>(swap.SlotOffset(first)));
+  EXPECT_NE(mapping, MAP_FAILED) << strerror(errno);
+  if (mapping == MAP_FAILED) return 0;
+  std::vector<unsigned char> resident(count);
+  EXPECT_EQ(mincore(mapping, bytes, resident.data()), 0) << strerror(errno);
+  munmap(mapping, bytes);
+  return std::count_if(resident.begin(), resident.end(), [](unsigned char r) { return r & 1; });
+}
+
+TEST(SwapTest, WhollyFreedSlotGroupsLeaveTheHostPageCache) {
+  std::unique_ptr<Swap> swap = OpenBackedTemporary(256);
+  ASSERT_NE(swap, nullptr);
+  constexpr uint64_t kGroup = SwapSlots::kGroupSlots;
+  absl::StatusOr<uint64_t> first = swap->AllocSlots(kGroup);
+  absl::StatusOr<uint64_t> second = swap->AllocSlots(kGroup);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_EQ(*first % kGroup, 0u);  // a run of 64 is a whole group
+  Pages written(kGroup);
+  written.Fill(7);
+  ASSERT_TRUE(swap->Write(*first, written.get(), kGroup).ok());
+  ASSERT_TRUE(swap->Write(*second, written.get(), kGroup).ok());
+  // Written back, as the host's flusher would have done by now: DONTNEED drops clean
+  // pages only.
+  ASSERT_EQ(fdatasync(swap->fd()), 0);
+  ASSERT_EQ(CachedSlots(*swap, *first, kGroup), kGroup);
+
+  // A group partly in use keeps its pages.
+  swap->FreeSlots(*first, kGroup - 1);
+  swap->DropFreedPages();
+  EXPECT_EQ(CachedSlots(*swap, *first, kGroup), kGroup);
+
+  // Its last slot freed, the group is dropped; the other group stays cached.
+  swap->FreeSlots(*first + kGroup - 1, 1);
+  swap->DropFreedPages();
+  EXPECT_EQ(CachedSlots(*swap, *first, kGroup), 0u);
+  EXPECT_EQ(CachedSlots(*swap, *second, kGroup), kGroup);
+  Pages read(kGroup);
+  ASSERT_TRUE(swap->Read(*second, read.get(), kGroup).ok());
+  for (uint64_t i = 0; i < kGroup; ++i) EXPECT_TRUE(read.SamePage(i, written, i)) << i;
 }
 
 TEST(SwapTest, CorruptedSlotIsDataLossForThatSlotOnly) {

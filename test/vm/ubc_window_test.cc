@@ -125,6 +125,38 @@ TEST(UbcWindowTest, WriteWindowAllocatesHolesAndWiresEveryPage) {
   EXPECT_FALSE(window->mapped());
 }
 
+// Pages a write window wholly covers are wired with Access::kOverwrite and not zeroed
+// first; the pages at its ends, which it covers only in part, must still be: their
+// frames come back with a freed page's old bytes.
+TEST(UbcWindowTest, WriteWindowZeroesOnlyThePagesItCoversInPart) {
+  std::unique_ptr<Vm> vm = MakeVm(64);
+  ASSERT_NE(vm, nullptr);
+  {
+    // Every frame holds 0xAB once this object is gone: it is larger than the budget.
+    AnonObject garbage(*vm);
+    const std::string stale(80 * kPage, '\xAB');
+    ASSERT_TRUE(garbage.Write(0, stale.data(), stale.size()).ok());
+  }
+  for (FrameNumber frame = 0; frame < vm->frames().count(); ++frame) {
+    ASSERT_EQ(vm->frames().Address(frame)[0], '\xAB') << "frame " << frame;
+  }
+  const uint64_t zero_fills = vm->ReadStats().zero_fills;
+
+  AnonObject object(*vm);
+  // Starts 100 bytes into page 0, covers page 1 wholly, ends 150 bytes into page 2.
+  const uint64_t offset = 100;
+  const std::string data = Pattern(offset, 2 * kPage + 50);
+  WriteThroughWindow(object, offset, data);
+  EXPECT_EQ(vm->ReadStats().zero_fills - zero_fills, 3u);
+
+  const std::string pages = ReadThroughWindow(object, 0, 3 * kPage);
+  ASSERT_EQ(pages.size(), 3 * kPage);
+  EXPECT_EQ(pages.substr(0, offset), std::string(offset, '\0'));
+  EXPECT_EQ(pages.substr(offset, data.size()), data);
+  const uint64_t end = offset + data.size();
+  EXPECT_EQ(pages.substr(end), std::string(3 * kPage - end, '\0'));
+}
+
 TEST(UbcWindowTest, WindowCoalescesContiguousFramesAndTrimsItsEnds) {
   std::unique_ptr<Vm> vm = MakeVm(64);
   ASSERT_NE(vm, nullptr);
