@@ -11,6 +11,8 @@
 //   BM_PageInRandom4K      BM_PreadRandom4K      bytes per second            >= 0.7
 //   BM_PageOutClustered    BM_PwriteClustered    bytes per second            >= 0.7
 //
+// BM_PreadChecksumRandom4K is the floor under BM_PageInRandom4K: the read and the
+// checksum that any page-in does, into buffers as cold as a reclaimed frame.
 // Three more pairs take the pin apart, with no target of their own:
 // BM_PinResidentThreadsOwnLines (two threads whose frame descriptors share no cache
 // line) and BM_PinTryWire (the wire and unwire alone, the radix walk skipped), each
@@ -56,6 +58,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <xxh_x86dispatch.h>
+#include <xxhash.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -647,6 +652,34 @@ void BM_PreadRandom4K(benchmark::State& state) {
 }
 BENCHMARK(BM_PreadRandom4K)->Setup(SetUpPread)->Teardown(TearDownPread)->UseRealTime();
 
+// What every page-in must do whatever the vm around it: the same pread, but into the
+// least recently used of as many page buffers as the page-in fixture has frames
+// (kPageInRamBytes), as an eviction hands the fault its frame, and an xxh3 of the
+// page, as the page-in checks it. The page-in's own cost is what it takes beyond this.
+void BM_PreadChecksumRandom4K(benchmark::State& state) {
+  if (SetupFailed(state)) return;
+  const int fd = pread_fixture->file->fd();
+  const std::vector<uint32_t>& blocks = pread_fixture->blocks;
+  constexpr uint64_t kBuffers = kPageInRamBytes / kPageSize;
+  AlignedBuffer buffers = AllocateAligned(kBuffers * kPageSize);
+  memset(buffers.get(), 0, kBuffers * kPageSize);
+  uint64_t next = 0;
+  uint64_t sum = 0;
+  for (auto _ : state) {
+    const uint64_t block = blocks[next % kRandomSequenceLength];
+    char* const buffer = buffers.get() + (next++ % kBuffers) * kPageSize;
+    const ssize_t read = pread(fd, buffer, kPageSize, static_cast<off_t>(block * kPageSize));
+    if (read != static_cast<ssize_t>(kPageSize)) [[unlikely]] {
+      state.SkipWithError("pread failed");
+      break;
+    }
+    sum += XXH3_64bits_dispatch(buffer, kPageSize);
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kPageSize));
+}
+BENCHMARK(BM_PreadChecksumRandom4K)->Setup(SetUpPread)->Teardown(TearDownPread)->UseRealTime();
+
 struct PageInFixture {
   VmFixture vm;
   uint64_t address = 0;  // of kRandomReadPages pages
@@ -878,6 +911,10 @@ constexpr Comparison kComparisons[] = {
     {"BM_PinTryWire", "BM_MutexLockUnlock", Measure::kTimePerOperation, "pin without its walk"},
     {"BM_AbslMutexLockUnlock", "BM_MutexLockUnlock", Measure::kTimePerOperation,
      "vm/'s slow-path lock"},
+    {"BM_PageInRandom4K", "BM_PreadChecksumRandom4K", Measure::kBytesPerSecond,
+     "against the floor: pread into an LRU buffer + xxh3"},
+    {"BM_PreadChecksumRandom4K", "BM_PreadRandom4K", Measure::kBytesPerSecond,
+     "the floor against the baseline"},
 };
 
 // Wall seconds per operation of one thread: each thread did iterations / threads
