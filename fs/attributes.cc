@@ -2,19 +2,23 @@
 // handle resolution, with Linux tmpfs semantics.
 //
 // setattr follows the kernel's setattr_prepare / notify_change / shmem_setattr:
-// every check comes before the first change, so an error changes nothing; the one
-// step that can fail after the checks (freeing pages on truncate: EIO from swap) is
-// done first. ctime becomes now on any change, except a truncate to the same size
-// alone, which changes nothing (shmem_setattr). With default_permissions the kernel
-// checks permissions itself; the checks here mirror its rules so that the core is
-// right on its own, and the rules the kernel leaves to the file system (dropping
-// S_ISGID on chmod by a non-member, S_ISUID/S_ISGID on chown, truncate and
-// FATTR_KILL_SUIDGID) are applied here.
+// every check comes before the first change, so an error changes nothing. Two
+// steps can fail after the checks: the access ACL's rewrite for a chmod (ENOSPC,
+// EIO), made ready first as a new block beside the old one (StageAclChmod), and
+// freeing pages on truncate (EIO from swap), which comes next. Only then does
+// anything else change: the ACL's new block is swapped in last (nothing can fail
+// then), or freed if the truncate failed. ctime becomes now on any change, except
+// a truncate to the same size alone, which changes nothing (shmem_setattr). With
+// default_permissions the kernel checks permissions itself; the checks here mirror
+// its rules so that the core is right on its own, and the rules the kernel leaves
+// to the file system (dropping S_ISGID on chmod by a non-member, S_ISUID/S_ISGID on
+// chown, truncate and FATTR_KILL_SUIDGID) are applied here.
 #include <fcntl.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <optional>
 
 #include "fs/tmpfs.h"
 
@@ -109,12 +113,29 @@ absl::StatusOr<Attr> Tmpfs::SetAttr(const Caller& caller, Ino ino, const SetAttr
     return allowed;
   }
 
+  // The new mode, and the access ACL rewritten for it, before any change.
+  std::optional<uint32_t> new_mode;
+  std::optional<meta::XattrBlock> staged_acl;
+  if (request.mode.has_value()) {
+    uint32_t mode = *request.mode & 07777;
+    const uint32_t gid = request.gid.value_or(node.gid);
+    // setattr_prepare: a non-member without CAP_FSETID cannot set S_ISGID.
+    if (caller.uid != 0 && caller.gid != gid) mode &= ~static_cast<uint32_t>(S_ISGID);
+    new_mode = (node.mode & S_IFMT) | mode;
+    absl::StatusOr<std::optional<meta::XattrBlock>> staged = StageAclChmod(node, *new_mode);
+    if (!staged.ok()) return staged.status();
+    staged_acl = *staged;
+  }
+
   const int64_t now = NowNs();
   // A truncate to the same size, alone, changes nothing (shmem_setattr).
   bool changed = false;
   if (request.size.has_value()) {
     const uint64_t old_size = node.size;
-    if (absl::Status resized = ResizeLocked(node, *request.size); !resized.ok()) return resized;
+    if (absl::Status resized = ResizeLocked(node, *request.size); !resized.ok()) {
+      if (staged_acl.has_value()) AbandonXattrs(*staged_acl);
+      return resized;
+    }
     changed = old_size != node.size;
     // do_truncate kills the privileges of a non-root truncater, whatever the size.
     if (caller.uid != 0) {
@@ -123,13 +144,10 @@ absl::StatusOr<Attr> Tmpfs::SetAttr(const Caller& caller, Ino ino, const SetAttr
       node.mode = mode;
     }
   }
-  if (request.mode.has_value()) {
-    uint32_t mode = *request.mode & 07777;
-    const uint32_t gid = request.gid.value_or(node.gid);
-    // setattr_prepare: a non-member without CAP_FSETID cannot set S_ISGID.
-    if (caller.uid != 0 && caller.gid != gid) mode &= ~static_cast<uint32_t>(S_ISGID);
-    node.mode = (node.mode & S_IFMT) | mode;
-    if (absl::Status synced = AclChmod(node); !synced.ok()) return synced;
+  // Nothing below can fail.
+  if (new_mode.has_value()) {
+    node.mode = *new_mode;
+    if (staged_acl.has_value()) CommitXattrs(node, *staged_acl);
     changed = true;
   }
   if (request.uid.has_value() || request.gid.has_value()) {

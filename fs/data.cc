@@ -9,8 +9,8 @@
 // A read maps one window under the stripe shared and returns it: the FUSE reply is
 // sent from its frames after the lock is gone. Whatever frees or zeroes pages
 // (truncate, punch, zero range) therefore first waits, under the stripe exclusive,
-// for such windows to be released (WaitForReadWindows): a freed frame must never be
-// wired (vm.h, FreePages' REQUIRES).
+// for such windows to be released (WaitForReadWindows, woken by each release through
+// a ReadWindowGate): a freed frame must never be wired (vm.h, FreePages' REQUIRES).
 //
 // Times follow tmpfs: a write or fallocate sets mtime and ctime; a read sets atime
 // under relatime rules (only when atime is not after mtime or ctime, or a day old),
@@ -25,7 +25,9 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <utility>
 
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "fs/tmpfs.h"
@@ -42,6 +44,13 @@ constexpr uint64_t kPageMask = vm::kPageSize - 1;
 constexpr int64_t kRelatimeNs = int64_t{24} * 3600 * 1000000000;
 // FUSE's largest write (max_write of 1 MiB).
 constexpr uint64_t kMaxCopyPages = 256;
+// WaitForReadWindows: a reply in flight finishes in microseconds, and its release
+// wakes the waiter. The slice bounds a sleep through a wire that wakes nobody (a
+// pin racing elsewhere holds a frame for an instant); the limit, a reply that never
+// finishes (a bug): the truncate or punch fails then rather than hang or free a
+// wired frame.
+constexpr absl::Duration kReadWindowWaitSlice = absl::Milliseconds(10);
+constexpr absl::Duration kReadWindowWaitLimit = absl::Seconds(30);
 
 uint64_t PageCeil(uint64_t offset) {
   return (offset >> vm::kPageShift) + ((offset & kPageMask) != 0 ? 1 : 0);
@@ -137,29 +146,75 @@ absl::Status NotRegular(const meta::Node& node) {
 
 }  // namespace
 
-void Tmpfs::WaitForReadWindows(vm::AnonObject& object, uint64_t offset, uint64_t end) {
+void ReadWindowGate::Notify() {
+  // After the unwire (invariant in the field's comment).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (waiters.load(std::memory_order_relaxed) == 0) return;
+  absl::MutexLock lock(&mu);
+  released.SignalAll();
+}
+
+ReadWindow::ReadWindow(ReadWindow&& other) noexcept
+    : window_(std::move(other.window_)), gate_(std::exchange(other.gate_, nullptr)) {}
+
+ReadWindow& ReadWindow::operator=(ReadWindow&& other) noexcept {
+  if (this != &other) {
+    Release();
+    window_ = std::move(other.window_);
+    gate_ = std::exchange(other.gate_, nullptr);
+  }
+  return *this;
+}
+
+void ReadWindow::Release() {
+  window_.Release(/*dirty=*/false);
+  if (gate_ != nullptr) std::exchange(gate_, nullptr)->Notify();
+}
+
+ReadWindowGate& Tmpfs::GateOf(const vm::AnonObject& object) {
+  const auto address = reinterpret_cast<uintptr_t>(&object);
+  return read_gates_[(address * 0x9E3779B97F4A7C15ull) >> 58];  // the top 6 bits: 64 gates
+}
+
+absl::Status Tmpfs::WaitForReadWindows(vm::AnonObject& object, uint64_t offset, uint64_t end) {
   const vm::PageIndex first = offset >> vm::kPageShift;
   const vm::PageIndex end_page = std::min<vm::PageIndex>(
       PageCeil(std::min(end, vm::AnonObject::kMaxBytes)), vm::AnonObject::kMaxPages);
-  if (first >= end_page) return;
+  if (first >= end_page) return absl::OkStatus();
   vm::Frames& frames = vm_->frames();
-  for (;;) {
-    // A wired page stays resident in its frame (vm.h, invariant 1), so a resident
-    // entry's frame is the one to look at; a pin racing elsewhere may raise a frame's
-    // count for an instant, which only costs one more round.
-    bool wired = false;
+  // A wired page stays resident in its frame (vm.h, invariant 1), so a resident
+  // entry's frame is the one to look at.
+  auto wired = [&] {
+    bool found = false;
     object.table().ForEachPopulated(first, end_page, [&](vm::PageIndex, vm::Entry& entry) {
-      if (wired) return;
+      if (found) return;
       const uint64_t pte = entry.load(std::memory_order_acquire);
       if (vm::Pte::KindOf(pte) != vm::Pte::kResident) return;
       const auto frame = static_cast<vm::FrameNumber>(vm::Pte::Payload(pte));
-      if (frames.desc(frame).wire_count.load(std::memory_order_acquire) != 0) wired = true;
+      if (frames.desc(frame).wire_count.load(std::memory_order_acquire) != 0) found = true;
     });
-    if (!wired) return;
-    // Replies in flight finish in microseconds; poll rather than add a per-file
-    // wait queue (nothing per file lives outside pageable memory).
-    absl::SleepFor(absl::Microseconds(50));
+    return found;
+  };
+  if (!wired()) return absl::OkStatus();
+
+  ReadWindowGate& gate = GateOf(object);
+  gate.waiters.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // before looking at the wires
+  const absl::Time deadline = absl::Now() + kReadWindowWaitLimit;
+  bool still_wired = true;
+  {
+    absl::MutexLock lock(&gate.mu);
+    while ((still_wired = wired()) && absl::Now() < deadline) {
+      gate.released.WaitWithTimeout(&gate.mu, kReadWindowWaitSlice);
+    }
   }
+  gate.waiters.fetch_sub(1, std::memory_order_relaxed);
+  if (still_wired) {
+    return ErrnoError(EBUSY,
+                      absl::StrFormat("a read of this file was still being answered after %s",
+                                      absl::FormatDuration(kReadWindowWaitLimit)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Tmpfs::ResizeLocked(meta::Node& node, uint64_t size) {
@@ -170,7 +225,8 @@ absl::Status Tmpfs::ResizeLocked(meta::Node& node, uint64_t size) {
   if (size < node.size && *object != nullptr) {
     // Truncate frees everything past the new size, fallocate'd pages past the old
     // EOF included (shmem_truncate_range to the end).
-    WaitForReadWindows(**object, size, vm::AnonObject::kMaxBytes);
+    absl::Status waited = WaitForReadWindows(**object, size, vm::AnonObject::kMaxBytes);
+    if (!waited.ok()) return waited;
     if (absl::Status truncated = (*object)->Truncate(size); !truncated.ok()) return truncated;
   }
   node.size = size;
@@ -268,9 +324,27 @@ void Tmpfs::Release(Ino ino) {
   if (unreferenced) FreeNode(ino);
 }
 
-absl::StatusOr<vm::UbcWindow> Tmpfs::Read(Ino ino, uint64_t offset, uint64_t size) {
-  vm::UbcWindow window;
-  bool touch_atime = false;
+absl::StatusOr<ReadWindow> Tmpfs::Read(Ino ino, uint64_t offset, uint64_t size) {
+  // The window is mapped under the stripe, and the stripe let go before the window
+  // is handed out. Never the other way round: a thread that holds a window and then
+  // waits for the stripe deadlocks with a truncate that holds the stripe and waits
+  // for the window (WaitForReadWindows). So the rare read that must set atime
+  // (relatime) looks again under the stripe exclusive and maps its window there.
+  auto map_window = [&](const meta::Node& node) -> absl::StatusOr<ReadWindow> {
+    if (offset >= node.size) return ReadWindow();
+    // One window: at most UbcWindow::kMaxPages pages, which holds a 1 MiB read at any
+    // offset (FUSE's max_read must not be larger).
+    const uint64_t window_bytes =
+        (vm::UbcWindow::kMaxPages << vm::kPageShift) - (offset & kPageMask);
+    const uint64_t length = std::min({size, node.size - offset, window_bytes});
+    auto* object = reinterpret_cast<vm::AnonObject*>(node.file.object);
+    // A file of nonzero size has an object (tmpfs.h, data.cc helpers).
+    if (object == nullptr) return absl::InternalError("a nonempty file has no data object");
+    absl::StatusOr<vm::UbcWindow> mapped =
+        vm::UbcWindow::Map(*object, offset, length, vm::Access::kRead);
+    if (!mapped.ok()) return mapped.status();
+    return ReadWindow(*std::move(mapped), &GateOf(*object));
+  };
   {
     LockSet locks(*this);
     locks.Shared(ino).Acquire();
@@ -278,32 +352,19 @@ absl::StatusOr<vm::UbcWindow> Tmpfs::Read(Ino ino, uint64_t offset, uint64_t siz
     if (!pin.ok()) return pin.status();
     const meta::Node& node = **pin;
     if (!S_ISREG(node.mode)) return NotRegular(node);
-    if (size == 0) return window;
-    if (offset < node.size) {
-      // One window: at most UbcWindow::kMaxPages pages, which holds a 1 MiB read at
-      // any offset (FUSE's max_read must not be larger).
-      const uint64_t window_bytes =
-          (vm::UbcWindow::kMaxPages << vm::kPageShift) - (offset & kPageMask);
-      const uint64_t length = std::min({size, node.size - offset, window_bytes});
-      auto* object = reinterpret_cast<vm::AnonObject*>(node.file.object);
-      // A file of nonzero size has an object (tmpfs.h, data.cc helpers).
-      if (object == nullptr) return absl::InternalError("a nonempty file has no data object");
-      absl::StatusOr<vm::UbcWindow> mapped =
-          vm::UbcWindow::Map(*object, offset, length, vm::Access::kRead);
-      if (!mapped.ok()) return mapped.status();
-      window = *std::move(mapped);
-    }
-    touch_atime = AtimeWanted(node, NowNs());
+    if (size == 0) return ReadWindow();
+    if (!AtimeWanted(node, NowNs())) return map_window(node);
   }
-  if (touch_atime) {
-    // Rare (relatime), so the shared path stays free of writes to the node.
-    LockSet locks(*this);
-    locks.Exclusive(ino).Acquire();
-    absl::StatusOr<vm::Pin<meta::Node>> node = PinNode(ino, vm::Access::kWrite);
-    const int64_t now = NowNs();
-    if (node.ok() && AtimeWanted(**node, now)) (*node)->atime_ns = now;
-  }
-  return window;
+  // Rare (relatime), so the shared path stays free of writes to the node.
+  LockSet locks(*this);
+  locks.Exclusive(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
+  if (!pin.ok()) return pin.status();
+  meta::Node& node = **pin;
+  if (!S_ISREG(node.mode)) return NotRegular(node);
+  const int64_t now = NowNs();
+  if (AtimeWanted(node, now)) node.atime_ns = now;
+  return map_window(node);
 }
 
 absl::StatusOr<uint64_t> Tmpfs::Write(const Caller& caller, Ino ino, uint64_t offset,
@@ -358,17 +419,24 @@ absl::Status Tmpfs::Fallocate(Ino ino, int mode, uint64_t offset, uint64_t lengt
     absl::StatusOr<vm::AnonObject*> object = ObjectOf(node, /*create=*/false);
     if (!object.ok()) return object.status();
     if (*object != nullptr) {
-      WaitForReadWindows(**object, offset, end);
+      if (absl::Status waited = WaitForReadWindows(**object, offset, end); !waited.ok()) {
+        return waited;
+      }
       if (absl::Status punched = (*object)->Punch(offset, length); !punched.ok()) return punched;
     }
   } else {
+    // A zero range waits for read windows before anything changes (the wait may fail).
+    if (kind == FALLOC_FL_ZERO_RANGE && node.file.object != 0) {
+      absl::Status waited =
+          WaitForReadWindows(*reinterpret_cast<vm::AnonObject*>(node.file.object), offset, end);
+      if (!waited.ok()) return waited;
+    }
     // Charges the holes first: ENOSPC changes nothing. For a zero range this is what
     // the range will hold after its punch too: the edge pages stay, the whole pages
     // inside are freed and charged again.
     absl::StatusOr<vm::AnonObject*> object = PrepareWrite(node, offset, length);
     if (!object.ok()) return object.status();
     if (kind == FALLOC_FL_ZERO_RANGE) {
-      WaitForReadWindows(**object, offset, end);
       if (absl::Status punched = (*object)->Punch(offset, length); !punched.ok()) return punched;
       // Only a concurrent allocation elsewhere can take the freed pages meanwhile; the
       // range reads as zeros either way.

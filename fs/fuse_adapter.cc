@@ -296,7 +296,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
 }
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info*) {
-  absl::StatusOr<vm::UbcWindow> window = FsOf(req).Read(ino, static_cast<uint64_t>(offset), size);
+  absl::StatusOr<ReadWindow> window = FsOf(req).Read(ino, static_cast<uint64_t>(offset), size);
   if (!window.ok()) return ReplyError(req, window.status());
   // Straight from the window's frames: fuse_reply_iov hands them to one writev
   // (fuse_reply_data with several buffers would copy them into one first).
@@ -466,7 +466,7 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse
       entry.attr.st_ino = gathered.ino;
       entry.attr.st_mode = gathered.type << 12;
     } else {
-      absl::StatusOr<Attr> attr = fs.LookupForReadDirPlus(ino, gathered.ino);
+      absl::StatusOr<Attr> attr = fs.LookupForReadDirPlus(ino, name, gathered.ino);
       if (!attr.ok()) continue;  // removed since it was read: leave it out
       entry = EntryOf(req, *attr);
     }

@@ -209,7 +209,7 @@ absl::StatusOr<Attr> Tmpfs::MakeNode(const Caller& caller, Ino parent, absl::str
   const Ino ino = nodes_->InoOf(*address);
   absl::StatusOr<vm::Pin<meta::Node>> pinned = nodes_->Pin(*address, vm::Access::kWrite);
   if (!pinned.ok()) {
-    nodes_->Free(*address);
+    DropNode(*address);
     free_target();
     return pinned.status();
   }
@@ -218,7 +218,7 @@ absl::StatusOr<Attr> Tmpfs::MakeNode(const Caller& caller, Ino parent, absl::str
   // (ENOSPC for the ACLs' block) NodeStore::Free takes whatever it stored.
   if (absl::Status inherited = InheritAcl(directory, node, caller.umask); !inherited.ok()) {
     pinned->Release();
-    nodes_->Free(*address);
+    DropNode(*address);
     free_target();
     return inherited;
   }
@@ -234,7 +234,7 @@ absl::StatusOr<Attr> Tmpfs::MakeNode(const Caller& caller, Ino parent, absl::str
       index_->Insert(directory.dir.index, name, *address, DirentType(mode));
   if (!inserted.ok()) {
     pinned->Release();
-    nodes_->Free(*address);
+    DropNode(*address);
     return MetaErrno(inserted.status());
   }
   dirents_.fetch_add(1, std::memory_order_relaxed);
@@ -427,12 +427,18 @@ absl::Status Tmpfs::ReadDir(Ino dir, uint64_t offset,
   }
 }
 
-absl::StatusOr<Attr> Tmpfs::LookupForReadDirPlus(Ino dir, Ino ino) {
-  // The entry was read moments ago (ReadDir emits with no lock held); if the node
-  // went meanwhile, NodeOf says ENOENT and the adapter leaves the entry out.
-  (void)dir;
+absl::StatusOr<Attr> Tmpfs::LookupForReadDirPlus(Ino dir, absl::string_view name, Ino ino) {
+  // The entry was read moments ago (ReadDir emits with no lock held). Meanwhile its
+  // node may have gone and its number been given to a new node, named elsewhere or
+  // not yet named at all: so the name is resolved again with the directory and the
+  // node locked, and only if it still leads to `ino` is that node the entry's.
+  // Otherwise ENOENT, and the adapter leaves the entry out (as if it were read a
+  // moment later). Under both locks the entry, and so its node, stays.
   LockSet locks(*this);
-  locks.Exclusive(ino).Acquire();
+  locks.Shared(dir).Exclusive(ino).Acquire();
+  absl::StatusOr<Ino> found = EntryIno(dir, name);
+  if (!found.ok()) return found.status();
+  if (*found != ino) return ErrnoError(ENOENT, "the entry changed since it was read");
   return CountLookup(ino);
 }
 

@@ -37,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "fs/fuse_adapter.h"
+#include "fs/parse_size.h"
 #include "fs/tmpfs.h"
 
 namespace ptmpfs::fs {
@@ -83,11 +84,6 @@ struct ResolvedOptions {
   bool swap_formatted = false;  // SWAPFILE already holds a ptmpfs swap file
   std::vector<std::string> fuse_options;
 };
-
-// A size: a number of bytes with an optional k, m, g, t (powers of 1024, either case)
-// or % (of `ram_bytes`) suffix. InvalidArgument naming `what` and the text otherwise.
-absl::StatusOr<uint64_t> ParseSize(absl::string_view what, absl::string_view text,
-                                   uint64_t ram_bytes);
 
 // argv as main gets it. `ram_bytes` is the machine's RAM (for % sizes).
 absl::StatusOr<MountOptions> ParseCommandLine(int argc, const char* const* argv,

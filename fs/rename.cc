@@ -181,7 +181,7 @@ absl::Status Tmpfs::RenameLocked(const Caller& caller, Ino parent, absl::string_
     whiteout_address = *address;
   }
   auto drop_whiteout = [&] {
-    if (whiteout_address != meta::kNullAddr) nodes_->Free(whiteout_address);
+    if (whiteout_address != meta::kNullAddr) DropNode(whiteout_address);
   };
 
   // The changes. Only the first step can fail for want of space; a later failure

@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<Tmpfs>> Tmpfs::Create(const Options& options) {
   absl::StatusOr<vm::Pin<meta::Node>> pin = fs->nodes_->Pin(*root, vm::Access::kWrite);
   if (!pin.ok()) return pin.status();
   (*pin)->dir.parent = kRootIno;
+  fs->live_nodes_.store(1, std::memory_order_relaxed);  // the root counts against nr_inodes
   return fs;
 }
 
@@ -192,12 +193,26 @@ Attr Tmpfs::AttrOf(Ino ino, const meta::Node& node) const {
 }
 
 absl::StatusOr<meta::Addr> Tmpfs::NewNode(uint32_t mode, uint32_t uid, uint32_t gid) {
-  if (options_.max_inodes != 0 && nodes_->nodes() >= options_.max_inodes) {
-    return ErrnoError(ENOSPC, "nr_inodes reached");
-  }
+  // The number is taken before the node, in one step: creators in different
+  // directories (different stripes) cannot both pass a check made against a count
+  // that neither has raised yet.
+  uint64_t live = live_nodes_.load(std::memory_order_relaxed);
+  do {
+    if (options_.max_inodes != 0 && live >= options_.max_inodes) {
+      return ErrnoError(ENOSPC, "nr_inodes reached");
+    }
+  } while (!live_nodes_.compare_exchange_weak(live, live + 1, std::memory_order_relaxed));
   absl::StatusOr<meta::Addr> address = nodes_->Alloc(mode, uid, gid, NowNs());
-  if (!address.ok()) return ErrnoError(ENOSPC, address.status().message());
+  if (!address.ok()) {
+    live_nodes_.fetch_sub(1, std::memory_order_relaxed);
+    return ErrnoError(ENOSPC, address.status().message());
+  }
   return address;
+}
+
+void Tmpfs::DropNode(meta::Addr address) {
+  nodes_->Free(address);
+  live_nodes_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 bool Tmpfs::Unreferenced(const meta::Node& node) {
@@ -218,7 +233,7 @@ void Tmpfs::FreeNode(Ino ino) {
       }
     }
   }
-  nodes_->Free(*address);
+  DropNode(*address);
 }
 
 absl::Status Tmpfs::CheckName(absl::string_view name) {

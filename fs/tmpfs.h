@@ -23,7 +23,10 @@
 //     open_count == 0 (the last of unlink, FORGET and release frees it).
 //  2. Limits are checked before any change: size= (pages charged to data and
 //     metadata), nr_inodes=, ENAMETOOLONG past 255 bytes, EFBIG past the largest
-//     file, EMLINK where nlink would overflow. Removing things never needs space.
+//     file, EMLINK where nlink would overflow, all atomically with what they
+//     limit (nr_inodes is a count raised before the node is made). Removing things
+//     never fails for want of space: what it must allocate (an xattr block one
+//     attribute smaller) comes from the reserve kept for that (DESIGN.md, 4).
 //  3. The root directory is inode 1 and is never freed.
 //
 // Locking. A table of striped reader/writer locks keyed by inode number guards node
@@ -31,7 +34,9 @@
 // or changes (exclusive) in ascending stripe order, through LockSet; so operations on
 // different directories proceed in parallel, and nothing deadlocks. Below the lock
 // table: meta/ pools and vm/ lock themselves (leaf locks). Lock order: LockSet
-// stripes (ascending) -> pool / kmem locks -> vm locks.
+// stripes (ascending) -> pool / kmem locks -> vm locks. A ReadWindowGate's mutex is
+// a leaf too: taken under a stripe by a truncate waiting for read windows, and with
+// no lock held by a window's release.
 #ifndef PTMPFS_FS_TMPFS_H_
 #define PTMPFS_FS_TMPFS_H_
 
@@ -54,6 +59,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "fs/errno_status.h"
 #include "meta/dir_index.h"
 #include "meta/kmem.h"
@@ -118,6 +124,52 @@ struct SetAttrRequest {
   bool kill_suid_sgid = false;
 };
 
+// Where a truncate or punch waits for a file's read windows to go (Tmpfs::
+// WaitForReadWindows), and a read window's release wakes it. Files share a fixed
+// table of these, by the address of their data object: nothing per file lives
+// outside pageable memory (DESIGN.md, invariant 1), and a wake-up meant for another
+// file only costs the waiter one more look.
+struct ReadWindowGate {
+  absl::Mutex mu;
+  absl::CondVar released;
+  // Threads waiting on this gate: a release takes mu and signals only when nonzero,
+  // so reads pay one fence and one load. Read after the release's unwire, and
+  // raised before the waiter looks at the wires, with a seq_cst fence on each side:
+  // either the waiter sees the page unwired or the release sees the waiter.
+  std::atomic<int> waiters{0};
+
+  void Notify();
+};
+
+// What Tmpfs::Read returns: a UBC window onto the file, handed out past the node's
+// lock so that the FUSE reply is sent straight from its frames. Releasing it (or
+// destroying it) unwires its pages and wakes whoever waits to free them.
+class ReadWindow {
+ public:
+  ReadWindow() = default;
+  ReadWindow(ReadWindow&& other) noexcept;
+  ReadWindow& operator=(ReadWindow&& other) noexcept;
+  ReadWindow(const ReadWindow&) = delete;
+  ReadWindow& operator=(const ReadWindow&) = delete;
+  ~ReadWindow() { Release(); }
+
+  void Release();
+
+  absl::Span<const iovec> iovecs() const { return window_.iovecs(); }
+  uint64_t offset() const { return window_.offset(); }
+  uint64_t length() const { return window_.length(); }
+  uint64_t page_count() const { return window_.page_count(); }
+  void CopyOut(void* buffer) const { window_.CopyOut(buffer); }
+
+ private:
+  friend class Tmpfs;
+  ReadWindow(vm::UbcWindow window, ReadWindowGate* gate)
+      : window_(std::move(window)), gate_(gate) {}
+
+  vm::UbcWindow window_;
+  ReadWindowGate* gate_ = nullptr;  // null: nothing to tell on release
+};
+
 struct DirEntry {
   absl::string_view name;
   Ino ino = 0;
@@ -162,8 +214,10 @@ class Tmpfs {
   // changes (dir_index.h).
   absl::Status ReadDir(Ino dir, uint64_t offset,
                        absl::FunctionRef<bool(const DirEntry& entry)> emit);
-  // For readdirplus: the entry's attributes with a lookup counted, as Lookup.
-  absl::StatusOr<Attr> LookupForReadDirPlus(Ino dir, Ino ino);
+  // For readdirplus: the attributes of the node `ino` that ReadDir found named
+  // `name` in `dir`, with a lookup counted, as Lookup. ENOENT if `name` no longer
+  // leads to `ino` (removed, renamed over, or its node freed and the number reused).
+  absl::StatusOr<Attr> LookupForReadDirPlus(Ino dir, absl::string_view name, Ino ino);
 
   // rename.cc: flags are RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT.
   absl::Status Rename(const Caller& caller, Ino parent, absl::string_view name, Ino new_parent,
@@ -187,7 +241,7 @@ class Tmpfs {
   void Release(Ino ino);
   // A window onto [offset, offset + size) clipped to the file size; empty at EOF.
   // The reply may be sent straight from its iovecs (no copy). Updates atime.
-  absl::StatusOr<vm::UbcWindow> Read(Ino ino, uint64_t offset, uint64_t size);
+  absl::StatusOr<ReadWindow> Read(Ino ino, uint64_t offset, uint64_t size);
   // Writes the buffers at `offset` (or at the end with O_APPEND in `flags`).
   // Returns bytes written. Clears suid/sgid as tmpfs does for `caller`.
   absl::StatusOr<uint64_t> Write(const Caller& caller, Ino ino, uint64_t offset,
@@ -256,6 +310,9 @@ class Tmpfs {
   static int64_t ToNs(const timespec& time);
   // A new node, counted against nr_inodes. ENOSPC past the limit or out of space.
   absl::StatusOr<meta::Addr> NewNode(uint32_t mode, uint32_t uid, uint32_t gid);
+  // Frees a node NewNode made and gives its count back; every node but the root
+  // goes through here (FreeNode, and the error paths of making one).
+  void DropNode(meta::Addr address);
   // Frees a node whose last reference went (invariant 1): its data, symlink target,
   // xattrs, directory index. REQUIRES: the node's stripe held exclusive.
   void FreeNode(Ino ino);
@@ -315,9 +372,15 @@ class Tmpfs {
   //
   // Read() hands its window out past the node's lock (the FUSE reply is sent from its
   // frames), so before pages of [offset, end) are freed or zeroed this waits until no
-  // read window still wires one of them. New windows cannot start meanwhile.
+  // read window still wires one of them. New windows cannot start meanwhile. It
+  // sleeps on the object's ReadWindowGate, woken by each release there, and looks
+  // again at least every kReadWindowWaitSlice (a wire taken by something other than
+  // a read window, which wakes nobody, is brief); EBUSY, with nothing changed, if a
+  // window is still out after kReadWindowWaitLimit (a reply that never finished).
   // REQUIRES: the node's stripe held exclusive; this thread holds no window on it.
-  void WaitForReadWindows(vm::AnonObject& object, uint64_t offset, uint64_t end);
+  absl::Status WaitForReadWindows(vm::AnonObject& object, uint64_t offset, uint64_t end);
+  static constexpr int kReadWindowGates = 64;
+  ReadWindowGate& GateOf(const vm::AnonObject& object);
   // Sets a regular file's size, freeing the pages past a smaller one; mtime and ctime
   // change when the size does (as shmem_setattr). REQUIRES: the stripe held exclusive.
   absl::Status ResizeLocked(meta::Node& node, uint64_t size);
@@ -329,10 +392,19 @@ class Tmpfs {
   // and a caller other than root loses S_ISUID (and S_ISGID with S_IXGRP), as
   // file_remove_privs does without CAP_FSETID.
   static void FinishWrite(const Caller& caller, meta::Node& node, uint64_t end);
-  // Mirrors a chmod into the access ACL, as posix_acl_chmod: USER_OBJ, MASK (or
-  // GROUP_OBJ without a mask) and OTHER take the mode's bits. No-op without an ACL.
+  // A chmod mirrored into the access ACL, as posix_acl_chmod: USER_OBJ, MASK (or
+  // GROUP_OBJ without a mask) and OTHER take `mode`'s bits. Returns the node's
+  // attribute block with that change, made ready as a new block while the node keeps
+  // its own; nullopt when there is nothing to change (no ACL, or it agrees already).
+  // The caller commits it (CommitXattrs) once nothing else can fail, or abandons it
+  // (AbandonXattrs): so ENOSPC for it comes before the mode or anything else changes.
   // REQUIRES: the stripe held exclusive.
-  absl::Status AclChmod(meta::Node& node);
+  absl::StatusOr<std::optional<meta::XattrBlock>> StageAclChmod(const meta::Node& node,
+                                                                uint32_t mode);
+  // Puts a staged block in the node's place and frees the old one. Cannot fail.
+  void CommitXattrs(meta::Node& node, const meta::XattrBlock& staged);
+  // Frees a staged block that is not to be used. Cannot fail.
+  void AbandonXattrs(meta::XattrBlock staged);
   // For names.cc, when `child` is made in directory `parent` (posix_acl_create): if
   // the parent has a default ACL, a new directory inherits it as its own default ACL,
   // and the child gets an access ACL masked by its mode (none if that ACL is
@@ -354,7 +426,11 @@ class Tmpfs {
   std::unique_ptr<meta::Xattrs> xattrs_;
   std::unique_ptr<vm::WindowCache> windows_;
   std::array<absl::Mutex, kLockStripes> stripes_;
+  std::array<ReadWindowGate, kReadWindowGates> read_gates_;
   std::atomic<uint64_t> dirents_{0};
+  // Live nodes, the root included: raised by NewNode before it allocates (never past
+  // nr_inodes), lowered by DropNode.
+  std::atomic<uint64_t> live_nodes_{0};
 };
 
 }  // namespace ptmpfs::fs

@@ -12,10 +12,16 @@
 // with the mode as the kernel does: setting an access ACL sets the mode's
 // permission bits (posix_acl_update_mode), and one equivalent to a mode is not
 // stored at all; chmod rewrites the ACL's owner, mask (or group) and other entries
-// (posix_acl_chmod, AclChmod); a new node inherits its parent's default ACL, or,
-// where there is none, loses the caller's umask bits (posix_acl_create, InheritAcl:
-// the umask reaches the core unapplied, FUSE_CAP_DONT_MASK). Checking permissions
-// against an ACL is the kernel's (default_permissions).
+// (posix_acl_chmod, StageAclChmod: the new block is made before setattr changes
+// anything, and swapped in once nothing can fail); a new node inherits its
+// parent's default ACL, or, where there is none, loses the caller's umask bits
+// (posix_acl_create, InheritAcl: the umask reaches the core unapplied,
+// FUSE_CAP_DONT_MASK). Checking permissions against an ACL is the kernel's
+// (default_permissions).
+//
+// Removing an attribute (RemoveXattr, an ACL the mode says in full, undoing an
+// inherited ACL) never fails for want of space: meta::Xattrs::Remove draws on the
+// reserve for operations that free space (DESIGN.md, invariant 4).
 //
 // Locking: the node's stripe, shared to read, exclusive to change; ctime changes
 // with every change.
@@ -25,6 +31,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -369,27 +376,37 @@ absl::Status Tmpfs::RemoveXattr(Ino ino, absl::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status Tmpfs::AclChmod(meta::Node& node) {
-  if (node.xattrs == meta::kNullAddr || S_ISLNK(node.mode)) return absl::OkStatus();
-  meta::XattrBlock block = BlockOf(node);
+absl::StatusOr<std::optional<meta::XattrBlock>> Tmpfs::StageAclChmod(const meta::Node& node,
+                                                                     uint32_t mode) {
+  if (node.xattrs == meta::kNullAddr || S_ISLNK(node.mode)) return std::nullopt;
+  const meta::XattrBlock block = BlockOf(node);
   absl::StatusOr<std::string> value = ReadValue(*xattrs_, block, kAclAccess);
-  if (absl::IsNotFound(value.status())) return absl::OkStatus();
+  if (absl::IsNotFound(value.status())) return std::nullopt;
   if (!value.ok()) return XattrErrno(value.status());
   absl::StatusOr<std::vector<AclEntry>> entries = ParseAcl(*value);
-  if (!entries.ok() || entries->empty()) return absl::OkStatus();  // stored ones are valid
+  if (!entries.ok() || entries->empty()) return std::nullopt;  // stored ones are valid
   const bool has_mask = std::any_of(entries->begin(), entries->end(),
                                     [](const AclEntry& entry) { return entry.tag == kAclMask; });
   for (AclEntry& entry : *entries) {
-    if (entry.tag == kAclUserObj) entry.perm = (node.mode >> 6) & 7u;
-    if (entry.tag == (has_mask ? kAclMask : kAclGroupObj)) entry.perm = (node.mode >> 3) & 7u;
-    if (entry.tag == kAclOther) entry.perm = node.mode & 7u;
+    if (entry.tag == kAclUserObj) entry.perm = (mode >> 6) & 7u;
+    if (entry.tag == (has_mask ? kAclMask : kAclGroupObj)) entry.perm = (mode >> 3) & 7u;
+    if (entry.tag == kAclOther) entry.perm = mode & 7u;
   }
-  absl::Status set =
-      xattrs_->Set(block, kAclAccess, FormatAcl(*entries), meta::Xattrs::SetMode::kReplace);
-  if (!set.ok()) return XattrErrno(set);
-  StoreBlock(node, block);
-  return absl::OkStatus();
+  const std::string rewritten = FormatAcl(*entries);
+  if (rewritten == *value) return std::nullopt;  // the mode's bits are the ACL's already
+  absl::StatusOr<meta::XattrBlock> staged =
+      xattrs_->SetStaged(block, kAclAccess, rewritten, meta::Xattrs::SetMode::kReplace);
+  if (!staged.ok()) return XattrErrno(staged.status());
+  return *staged;
 }
+
+void Tmpfs::CommitXattrs(meta::Node& node, const meta::XattrBlock& staged) {
+  meta::XattrBlock old = BlockOf(node);
+  xattrs_->FreeAll(old);
+  StoreBlock(node, staged);
+}
+
+void Tmpfs::AbandonXattrs(meta::XattrBlock staged) { xattrs_->FreeAll(staged); }
 
 absl::Status Tmpfs::InheritAcl(const meta::Node& parent, meta::Node& child, mode_t umask) {
   assert(S_ISDIR(parent.mode));

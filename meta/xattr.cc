@@ -50,18 +50,21 @@ absl::StatusOr<std::string> Xattrs::Load(const XattrBlock& block) {
   return records;
 }
 
-absl::Status Xattrs::Store(XattrBlock& block, const std::string& records) {
-  XattrBlock fresh;
-  if (!records.empty()) {
-    if (records.size() > Kmem::kMaxBlob) {
-      return absl::ResourceExhaustedError("xattrs of this node would pass 1 MiB");
-    }
-    absl::StatusOr<Addr> address = kmem_.StoreBlob(records);
-    if (!address.ok()) return address.status();
-    fresh = XattrBlock{*address, static_cast<uint32_t>(records.size())};
+absl::StatusOr<XattrBlock> Xattrs::StoreNew(const std::string& records, bool from_reserve) {
+  if (records.empty()) return XattrBlock{};
+  if (records.size() > Kmem::kMaxBlob) {
+    return absl::ResourceExhaustedError("xattrs of this node would pass 1 MiB");
   }
+  absl::StatusOr<Addr> address = kmem_.StoreBlob(records, from_reserve);
+  if (!address.ok()) return address.status();
+  return XattrBlock{*address, static_cast<uint32_t>(records.size())};
+}
+
+absl::Status Xattrs::Store(XattrBlock& block, const std::string& records, bool from_reserve) {
+  absl::StatusOr<XattrBlock> fresh = StoreNew(records, from_reserve);
+  if (!fresh.ok()) return fresh.status();
   FreeAll(block);
-  block = fresh;
+  block = *fresh;
   return absl::OkStatus();
 }
 
@@ -85,8 +88,8 @@ absl::StatusOr<size_t> Xattrs::Get(const XattrBlock& block, absl::string_view na
   return found->size();
 }
 
-absl::Status Xattrs::Set(XattrBlock& block, absl::string_view name, absl::string_view value,
-                         SetMode mode) {
+absl::StatusOr<std::string> Xattrs::WithValue(const XattrBlock& block, absl::string_view name,
+                                              absl::string_view value, SetMode mode) {
   if (name.empty() || name.size() > kMaxName) {
     return absl::OutOfRangeError("xattr name empty or longer than 255 bytes");
   }
@@ -117,7 +120,21 @@ absl::Status Xattrs::Set(XattrBlock& block, absl::string_view name, absl::string
   updated.append(reinterpret_cast<const char*>(&value_length), sizeof value_length);
   updated.append(name.data(), name.size());
   updated.append(value.data(), value.size());
-  return Store(block, updated);
+  return updated;
+}
+
+absl::Status Xattrs::Set(XattrBlock& block, absl::string_view name, absl::string_view value,
+                         SetMode mode) {
+  absl::StatusOr<std::string> updated = WithValue(block, name, value, mode);
+  if (!updated.ok()) return updated.status();
+  return Store(block, *updated);
+}
+
+absl::StatusOr<XattrBlock> Xattrs::SetStaged(const XattrBlock& block, absl::string_view name,
+                                             absl::string_view value, SetMode mode) {
+  absl::StatusOr<std::string> updated = WithValue(block, name, value, mode);
+  if (!updated.ok()) return updated.status();
+  return StoreNew(*updated, /*from_reserve=*/false);
 }
 
 absl::Status Xattrs::Remove(XattrBlock& block, absl::string_view name) {
@@ -135,7 +152,7 @@ absl::Status Xattrs::Remove(XattrBlock& block, absl::string_view name) {
   if (!existing.has_value()) return absl::NotFoundError("no such attribute");
   std::string updated = *records;
   updated.erase(existing->offset, existing->length);
-  return Store(block, updated);
+  return Store(block, updated, /*from_reserve=*/true);
 }
 
 absl::StatusOr<size_t> Xattrs::List(const XattrBlock& block, char* out, size_t out_size) {

@@ -5,7 +5,10 @@
 // in insertion order. Attributes are few and small on almost every file (a POSIX
 // ACL is 28-44 bytes), so each change reads the block, edits a copy, stores a new
 // blob and frees the old one: simple, and a failed store leaves the old block as it
-// was (ENOSPC changes nothing). Names are up to 255 bytes (with their namespace
+// was (ENOSPC changes nothing). Removing an attribute stores a smaller block, but
+// still a new one: it draws on the accounting reserve kept for operations that free
+// space (DESIGN.md, invariant 4), so it succeeds when the file system is full.
+// Names are up to 255 bytes (with their namespace
 // prefix: user., trusted., security., system.), values up to 64 KiB, and a block up
 // to Kmem::kMaxBlob (1 MiB).
 //
@@ -48,6 +51,13 @@ class Xattrs {
                              size_t out_size);
   absl::Status Set(XattrBlock& block, absl::string_view name, absl::string_view value,
                    SetMode mode);
+  // As Set, but `block` stays as it is, still valid: returns the block with the change
+  // made, a new blob. The caller then either keeps it and frees `block` (FreeAll),
+  // or frees it to abandon the change; so a change can be made ready before others
+  // that may still fail, and committed with nothing left that can fail.
+  absl::StatusOr<XattrBlock> SetStaged(const XattrBlock& block, absl::string_view name,
+                                       absl::string_view value, SetMode mode);
+  // Never ENOSPC: the smaller block is charged to the reserve (see above).
   absl::Status Remove(XattrBlock& block, absl::string_view name);
   // The names, each followed by a NUL, as listxattr returns them: their total size,
   // copied into `out` unless out_size is 0.
@@ -56,8 +66,13 @@ class Xattrs {
 
  private:
   absl::StatusOr<std::string> Load(const XattrBlock& block);
+  // `records` as a new block (null when empty); `block` is left alone.
+  absl::StatusOr<XattrBlock> StoreNew(const std::string& records, bool from_reserve);
   // Replaces the block with `records` (or frees it when empty).
-  absl::Status Store(XattrBlock& block, const std::string& records);
+  absl::Status Store(XattrBlock& block, const std::string& records, bool from_reserve = false);
+  // The records of `block` with `name` set to `value` (Set's checks and errors).
+  absl::StatusOr<std::string> WithValue(const XattrBlock& block, absl::string_view name,
+                                        absl::string_view value, SetMode mode);
 
   Kmem& kmem_;
 };

@@ -20,16 +20,15 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "fs/parse_size.h"
 #include "vm/swap_format.h"
 
 namespace {
@@ -47,42 +46,6 @@ constexpr char kUsage[] =
 int Fail(const std::string& message) {
   fprintf(stderr, "mkfs.ptmpfs: %s\n", message.c_str());
   return 1;
-}
-
-bool ParseSize(std::string_view text, uint64_t& bytes) {
-  if (text.empty()) return false;
-  uint64_t multiplier = 1;
-  switch (text.back()) {
-    case 'k':
-    case 'K':
-      multiplier = uint64_t{1} << 10;
-      break;
-    case 'm':
-    case 'M':
-      multiplier = uint64_t{1} << 20;
-      break;
-    case 'g':
-    case 'G':
-      multiplier = uint64_t{1} << 30;
-      break;
-    case 't':
-    case 'T':
-      multiplier = uint64_t{1} << 40;
-      break;
-    default:
-      break;
-  }
-  if (multiplier != 1) text.remove_suffix(1);
-  if (text.empty() ||
-      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;
-  }
-  uint64_t number = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (error != std::errc() || end != text.data() + text.size()) return false;
-  if (number > std::numeric_limits<uint64_t>::max() / multiplier) return false;
-  bytes = number * multiplier;
-  return true;
 }
 
 std::string UuidText(const uint8_t uuid[16]) {
@@ -201,10 +164,8 @@ int main(int argc, char** argv) {
     fputs(kUsage, stderr);
     return 2;
   }
-  uint64_t bytes = 0;
-  if (!ParseSize(positional[1], bytes)) {
-    return Fail(
-        absl::StrFormat("%s: not a size (a number with k, m, g or t after it)", positional[1]));
-  }
-  return Format(positional[0], bytes, force);
+  // k, m, g, t as ptmpfs's size= takes them; no %: the file's size is not the RAM's.
+  absl::StatusOr<uint64_t> bytes = ptmpfs::fs::ParseSize("size", positional[1], /*ram_bytes=*/0);
+  if (!bytes.ok()) return Fail(std::string(bytes.status().message()));
+  return Format(positional[0], *bytes, force);
 }

@@ -59,7 +59,7 @@ class AttributesTest : public ::testing::Test {
     ASSERT_TRUE(fs_->Write(kRoot, ino, offset, absl::MakeConstSpan(&buffer, 1), 0).ok());
   }
   std::string Read(Ino ino, uint64_t offset, uint64_t size) {
-    absl::StatusOr<vm::UbcWindow> window = fs_->Read(ino, offset, size);
+    absl::StatusOr<ReadWindow> window = fs_->Read(ino, offset, size);
     EXPECT_TRUE(window.ok()) << window.status();
     if (!window.ok()) return "<error>";
     std::string bytes(window->length(), '\0');

@@ -2,6 +2,7 @@
 // and fsync of the tmpfs core, driven directly (no FUSE), against Linux tmpfs.
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,7 +53,7 @@ class DataTest : public ::testing::Test {
   }
   // Reads through Read's window, as the FUSE reply would send it.
   std::string ReadAt(Ino ino, uint64_t offset, uint64_t size) {
-    absl::StatusOr<vm::UbcWindow> window = fs_->Read(ino, offset, size);
+    absl::StatusOr<ReadWindow> window = fs_->Read(ino, offset, size);
     EXPECT_TRUE(window.ok()) << window.status();
     if (!window.ok()) return "<error>";
     std::string bytes(window->length(), '\0');
@@ -435,7 +436,7 @@ TEST_F(DataTest, SixtyFourMiBThroughAFourMiBBudgetReadsBackIntact) {
 TEST_F(DataTest, ReadWindowIsLimitedToOneMebibyteAndSomePages) {
   Ino ino = MakeFile("f");
   ASSERT_TRUE(fs_->SetAttr(kRoot, ino, SizeRequest(4 << 20)).ok());
-  absl::StatusOr<vm::UbcWindow> window = fs_->Read(ino, 100, 4 << 20);
+  absl::StatusOr<ReadWindow> window = fs_->Read(ino, 100, 4 << 20);
   ASSERT_TRUE(window.ok()) << window.status();
   EXPECT_GE(window->length(), 1u << 20);
   EXPECT_LE(window->page_count(), vm::UbcWindow::kMaxPages);
@@ -444,7 +445,7 @@ TEST_F(DataTest, ReadWindowIsLimitedToOneMebibyteAndSomePages) {
 TEST_F(DataTest, TruncateWaitsForReadWindowsInFlight) {
   Ino ino = MakeFile("f");
   ASSERT_TRUE(WriteAt(ino, 0, std::string(4 * kPage, 'r')).ok());
-  absl::StatusOr<vm::UbcWindow> window = fs_->Read(ino, 0, 4 * kPage);
+  absl::StatusOr<ReadWindow> window = fs_->Read(ino, 0, 4 * kPage);
   ASSERT_TRUE(window.ok());
   std::atomic<bool> truncated{false};
   std::thread truncater([&] {
@@ -457,10 +458,39 @@ TEST_F(DataTest, TruncateWaitsForReadWindowsInFlight) {
   std::string bytes(window->length(), '\0');
   window->CopyOut(bytes.data());
   EXPECT_EQ(bytes, std::string(4 * kPage, 'r'));
-  window->Release(/*dirty=*/false);
+  window->Release();
   truncater.join();
   EXPECT_TRUE(truncated.load());
   EXPECT_EQ(AttrOf(ino).blocks, 0u);
+}
+
+// The truncate sleeps until the window's release wakes it: it does not poll. Its
+// thread's voluntary context switches while it waits say which: a waiter polling
+// every 50 µs switches some thousand times in the 100 ms the window is held here, one
+// that sleeps a few times (its 10 ms safety slices, and the wake-up).
+TEST_F(DataTest, TruncateSleepsUntilTheReadWindowIsReleased) {
+  Ino ino = MakeFile("f");
+  ASSERT_TRUE(WriteAt(ino, 0, std::string(4 * kPage, 'r')).ok());
+  absl::StatusOr<ReadWindow> window = fs_->Read(ino, 0, 4 * kPage);
+  ASSERT_TRUE(window.ok());
+  std::atomic<bool> started{false};
+  long switches = -1;
+  std::thread truncater([&] {
+    rusage before{}, after{};
+    getrusage(RUSAGE_THREAD, &before);
+    started = true;
+    EXPECT_TRUE(fs_->SetAttr(kRoot, ino, SizeRequest(0)).ok());
+    getrusage(RUSAGE_THREAD, &after);
+    switches = after.ru_nvcsw - before.ru_nvcsw;
+  });
+  while (!started.load()) std::this_thread::yield();
+  // Not synchronisation: the span over which the waiter's switches are counted.
+  // Should the truncate reach its wait only after it, the test only proves less.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  window->Release();
+  truncater.join();
+  EXPECT_EQ(AttrOf(ino).blocks, 0u);
+  EXPECT_LT(switches, 50) << "the truncate woke up " << switches << " times while it waited";
 }
 
 TEST_F(DataTest, CopyFileRangeCopiesClippedToTheSource) {

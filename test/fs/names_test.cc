@@ -636,7 +636,7 @@ TEST(NamesTest, ReadDirPlusCountsALookupPerEntryFromInsideEmit) {
   int counted = 0;
   // Emit calls back into the core, as the FUSE adapter's readdirplus may.
   ASSERT_TRUE(fs->ReadDir(dir, 2, [&](const DirEntry& entry) {
-                  absl::StatusOr<Attr> attr = fs->LookupForReadDirPlus(dir, entry.ino);
+                  absl::StatusOr<Attr> attr = fs->LookupForReadDirPlus(dir, entry.name, entry.ino);
                   EXPECT_TRUE(attr.ok()) << attr.status();
                   EXPECT_EQ(attr->ino, entry.ino);
                   ++counted;
@@ -644,7 +644,42 @@ TEST(NamesTest, ReadDirPlusCountsALookupPerEntryFromInsideEmit) {
                 }).ok());
   EXPECT_EQ(counted, 200);
   for (Ino file : files) EXPECT_EQ(NodeOf(*fs, file).lookup_count, 2u);
-  EXPECT_EQ(Errno(fs->LookupForReadDirPlus(dir, 99999)), ENOENT);
+  EXPECT_EQ(Errno(fs->LookupForReadDirPlus(dir, "f0", 99999)), ENOENT);
+}
+
+// readdirplus looks its entries up after reading them, with no lock held in between:
+// the node may be freed meanwhile and its number given to a new file. The entry must
+// not come back with the new file's attributes (nor count a lookup on it).
+TEST(NamesTest, ReadDirPlusSkipsAnEntryWhoseNumberWasReusedMeanwhile) {
+  auto fs = MakeFs();
+  Ino dir = Dir(*fs, kRootIno, "d");
+  Ino old_file = File(*fs, dir, "old");
+  std::vector<DirEntry> read;
+  std::string names;  // keeps the names emit saw alive
+  ASSERT_TRUE(fs->ReadDir(dir, 2, [&](const DirEntry& entry) {
+                  names.append(entry.name.data(), entry.name.size());
+                  read.push_back(entry);
+                  return true;
+                }).ok());
+  ASSERT_EQ(read.size(), 1u);
+  ASSERT_EQ(read[0].ino, old_file);
+  // Between the read and the lookup: "old" goes, and "new" (elsewhere) takes its number.
+  ASSERT_TRUE(fs->Unlink(dir, "old").ok());
+  fs->Forget(old_file, 1);
+  Ino new_file = File(*fs, kRootIno, "new");
+  ASSERT_EQ(new_file, old_file) << "the freed number is taken again (lowest free item)";
+  const uint64_t generation = NodeOf(*fs, new_file).generation;
+
+  absl::StatusOr<Attr> attr = fs->LookupForReadDirPlus(dir, names, read[0].ino);
+  EXPECT_EQ(Errno(attr), ENOENT) << "returned the new file as the old entry";
+  EXPECT_EQ(NodeOf(*fs, new_file).lookup_count, 1u) << "a lookup counted on the new file";
+  EXPECT_EQ(NodeOf(*fs, new_file).generation, generation);
+  // The same number under the same name again is that name's node now: found.
+  ASSERT_TRUE(fs->Rename(kUser, kRootIno, "new", dir, "old", 0).ok());
+  attr = fs->LookupForReadDirPlus(dir, "old", new_file);
+  ASSERT_TRUE(attr.ok()) << attr.status();
+  EXPECT_EQ(attr->generation, generation);
+  EXPECT_EQ(NodeOf(*fs, new_file).lookup_count, 2u);
 }
 
 // ---- scale and paging ----
@@ -685,6 +720,46 @@ TEST(NamesTest, TenThousandEntriesInOneDirectoryWithAOneMebibyteBudget) {
 }
 
 // ---- concurrency ----
+
+// nr_inodes holds with creators in different directories at once: each takes a
+// different stripe, so nothing but the count itself can keep them under the limit.
+TEST(NamesTest, ConcurrentCreatorsInDifferentDirectoriesNeverPassNrInodes) {
+  constexpr int kThreads = 8;
+  constexpr uint64_t kMaxInodes = 64;
+  constexpr int kRounds = 200;
+  for (int round = 0; round < kRounds; ++round) {
+    auto fs = MakeFs(4 << 20, kMaxInodes);
+    std::vector<Ino> dirs;
+    for (int t = 0; t < kThreads; ++t) dirs.push_back(Dir(*fs, kRootIno, absl::StrCat("d", t)));
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();
+        for (int i = 0;; ++i) {
+          absl::StatusOr<Attr> made =
+              fs->Mknod(kUser, dirs[t], absl::StrCat("f", i), S_IFREG | 0644, 0);
+          if (!made.ok()) {
+            EXPECT_EQ(Errno(made), ENOSPC);
+            return;
+          }
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    ASSERT_EQ(fs->nodes().nodes(), kMaxInodes) << "round " << round;
+    EXPECT_EQ(fs->StatFs().f_ffree, 0u);
+    // A node freed gives its number back, exactly one.
+    int t = 0;
+    absl::StatusOr<Attr> f0;
+    while (!(f0 = fs->Lookup(dirs[t], "f0")).ok()) ASSERT_LT(++t, kThreads);
+    ASSERT_TRUE(fs->Unlink(dirs[t], "f0").ok());
+    fs->Forget(f0->ino, 2);
+    EXPECT_TRUE(fs->Mknod(kUser, dirs[1], "again", S_IFREG | 0644, 0).ok());
+    EXPECT_EQ(Errno(fs->Mknod(kUser, dirs[1], "more", S_IFREG | 0644, 0)), ENOSPC);
+  }
+}
 
 TEST(NamesTest, ConcurrentCreatesLookupsAndUnlinksKeepCountsExact) {
   auto fs = MakeFs();

@@ -292,5 +292,136 @@ TEST_F(XattrsTest, AttributesGoWithTheNode) {
   EXPECT_EQ(ToErrno(fs_->GetXattr(file_, "user.big", nullptr, 0).status()), ENOENT);
 }
 
+// ---- a full file system ----
+
+// 4 MiB of RAM and 8 MiB of swap: some 11 MiB of capacity, quickly filled.
+class FullXattrsTest : public XattrsTest {
+ protected:
+  FullXattrsTest() {
+    Tmpfs::Options options;
+    options.vm.ram_bytes = 4 << 20;
+    options.vm.swap.size_bytes = 8 << 20;
+    absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
+    EXPECT_TRUE(fs.ok()) << fs.status();
+    fs_ = *std::move(fs);
+    file_ = MakeNode("f", S_IFREG | 0644);
+  }
+
+  // Files made while there is room; `SetOnEachUntilFull` gives them attributes later.
+  void MakeSpares(int count) {
+    for (int i = 0; i < count; ++i) spares_.push_back(MakeNode("spare" + std::to_string(i), 0644));
+  }
+  // Charges every page there is left to a file's data: 1 MiB at a time, then a page.
+  void FillWithData() {
+    filler_ = MakeNode("filler", S_IFREG | 0644);
+    uint64_t at = 0;
+    for (uint64_t chunk : {uint64_t{1} << 20, uint64_t{4096}}) {
+      const std::string bytes(chunk, 'x');
+      for (;;) {
+        iovec buffer{const_cast<char*>(bytes.data()), bytes.size()};
+        absl::StatusOr<uint64_t> written =
+            fs_->Write(kRoot, filler_, at, absl::MakeConstSpan(&buffer, 1), 0);
+        if (!written.ok()) {
+          ASSERT_EQ(ToErrno(written.status()), ENOSPC) << written.status();
+          break;
+        }
+        at += *written;
+      }
+    }
+    ASSERT_GT(at, 0u);
+  }
+  // Sets `name` to `value` on spare after spare until ENOSPC: then the size class of
+  // such a block has no free item left, and no page can be charged for another.
+  void SetOnEachUntilFull(absl::string_view name, absl::string_view value) {
+    for (Ino spare : spares_) {
+      absl::Status set = fs_->SetXattr(spare, name, value, 0);
+      if (!set.ok()) {
+        ASSERT_EQ(ToErrno(set), ENOSPC) << set;
+        return;
+      }
+    }
+    FAIL() << "the file system never filled up";
+  }
+
+  std::vector<Ino> spares_;
+  Ino filler_ = 0;
+};
+
+// Removing an attribute writes a smaller block, a new one: when the file system (or
+// its swap) is full it draws on the reserve for operations that free space.
+TEST_F(FullXattrsTest, RemoveSucceedsWhenTheFileSystemIsFull) {
+  const std::string small(100, 's');
+  ASSERT_TRUE(fs_->SetXattr(file_, "user.a", small, 0).ok());
+  ASSERT_TRUE(fs_->SetXattr(file_, "user.big", std::string(3000, 'b'), 0).ok());
+  Ino dir = MakeNode("d", S_IFDIR | 0755);
+  MakeSpares(512);
+  FillWithData();
+  // After the removal file_'s block is {user.a}: exhaust that block's size class.
+  SetOnEachUntilFull("user.a", small);
+
+  ASSERT_TRUE(fs_->RemoveXattr(file_, "user.big").ok());
+  EXPECT_EQ(Get(file_, "user.big"), "<errno " + std::to_string(ENODATA) + ">");
+  EXPECT_EQ(Get(file_, "user.a"), small);
+  // The rest of what frees space works as well.
+  ASSERT_TRUE(fs_->RemoveXattr(spares_[0], "user.a").ok());
+  ASSERT_TRUE(fs_->Unlink(kRootIno, "spare1").ok());
+  ASSERT_TRUE(fs_->Rmdir(kRootIno, "d").ok());
+  fs_->Forget(dir, 1);
+  SetAttrRequest truncate;
+  truncate.size = 4096;
+  ASSERT_TRUE(fs_->SetAttr(kRoot, filler_, truncate).ok());
+  EXPECT_EQ(fs_->GetAttr(filler_)->size, 4096u);
+}
+
+// chmod rewrites the access ACL; when that needs space there is none of, the mode
+// must not change either (nor a truncate made in the same setattr).
+TEST_F(FullXattrsTest, ChmodThatCannotRewriteTheAclChangesNothing) {
+  const std::string acl = Acl({{kUserObj, 6, kUndefinedId},
+                               {kUser, 4, 1234},
+                               {kGroupObj, 4, kUndefinedId},
+                               {kMask, 4, kUndefinedId},
+                               {kOther, 0, kUndefinedId}});
+  ASSERT_TRUE(fs_->SetXattr(file_, "system.posix_acl_access", acl, 0).ok());
+  const std::string data(3 * 4096, 'd');
+  iovec buffer{const_cast<char*>(data.data()), data.size()};
+  ASSERT_TRUE(fs_->Write(kRoot, file_, 0, absl::MakeConstSpan(&buffer, 1), 0).ok());
+  const uint32_t mode = Mode(file_);
+  ASSERT_EQ(mode & 0777, 0640u);
+  MakeSpares(512);
+  FillWithData();
+  // The rewrite stores a block of this size while the old one still lives.
+  SetOnEachUntilFull("system.posix_acl_access", acl);
+
+  SetAttrRequest chmod;
+  chmod.mode = 0750;
+  absl::StatusOr<Attr> changed = fs_->SetAttr(kRoot, file_, chmod);
+  ASSERT_FALSE(changed.ok()) << "the ACL's rewrite found space after all";
+  EXPECT_EQ(ToErrno(changed.status()), ENOSPC);
+  EXPECT_EQ(Mode(file_), mode) << "the mode changed, the ACL did not";
+  EXPECT_EQ(Get(file_, "system.posix_acl_access"), acl);
+
+  SetAttrRequest chmod_and_truncate;
+  chmod_and_truncate.mode = 0700;
+  chmod_and_truncate.size = 0;
+  changed = fs_->SetAttr(kRoot, file_, chmod_and_truncate);
+  ASSERT_FALSE(changed.ok());
+  EXPECT_EQ(ToErrno(changed.status()), ENOSPC);
+  EXPECT_EQ(Mode(file_), mode);
+  EXPECT_EQ(fs_->GetAttr(file_)->size, data.size()) << "truncated though the setattr failed";
+  EXPECT_EQ(Get(file_, "system.posix_acl_access"), acl);
+
+  // With room again, both change together.
+  SetAttrRequest truncate;
+  truncate.size = 0;
+  ASSERT_TRUE(fs_->SetAttr(kRoot, filler_, truncate).ok());
+  ASSERT_TRUE(fs_->SetAttr(kRoot, file_, chmod).ok());
+  EXPECT_EQ(Mode(file_) & 07777, 0750u);
+  EXPECT_EQ(Get(file_, "system.posix_acl_access"), Acl({{kUserObj, 7, kUndefinedId},
+                                                        {kUser, 4, 1234},
+                                                        {kGroupObj, 4, kUndefinedId},
+                                                        {kMask, 5, kUndefinedId},
+                                                        {kOther, 0, kUndefinedId}}));
+}
+
 }  // namespace
 }  // namespace ptmpfs::fs

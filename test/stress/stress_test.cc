@@ -28,9 +28,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,15 +50,12 @@
 #include "absl/time/time.h"
 #include "fs/fuse_adapter.h"
 #include "gtest/gtest.h"
+#include "test/fs/mounted_ptmpfs.h"
 #include "test/testing.h"
-
-#ifndef FUSE_SUPER_MAGIC
-#define FUSE_SUPER_MAGIC 0x65735546
-#endif
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace ptmpfs_mount_test;  // NOLINT: the shared mount helpers
 
 // The tree: kDirectories × kFilesPerDirectory = 500,000 files, each name 24 bytes.
 // Under sanitizers half the directories: a sanitized daemon is two to three times
@@ -85,117 +80,10 @@ constexpr uint64_t kMaxDaemonPeakRss = uint64_t{96} << 20;
 // Metadata of 500,000 files is far past the budget: at least 64 MiB of it is in swap.
 constexpr uint64_t kMinSwapUsed = uint64_t{64} << 20;
 
-// How long a mount may take to come up or go away, and the daemon to forget the
-// nodes the kernel dropped (FORGET is asynchronous: no reply says it was handled).
-constexpr auto kDeadline = std::chrono::seconds(60);
-constexpr auto kPollInterval = std::chrono::milliseconds(5);
-
-bool IsFuseMount(const std::string& path) {
-  struct statfs stats;
-  return statfs(path.c_str(), &stats) == 0 && stats.f_type == FUSE_SUPER_MAGIC;
-}
-
-// Runs a program to completion; its stdout and stderr together, and its exit code
-// (-1: killed by a signal).
-std::pair<int, std::string> RunProgram(const std::vector<std::string>& argv) {
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return {-1, ""};
-  const pid_t child = fork();
-  if (child == 0) {
-    dup2(pipe_fds[1], STDOUT_FILENO);
-    dup2(pipe_fds[1], STDERR_FILENO);
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(pipe_fds[1]);
-  std::string output;
-  char buffer[4096];
-  ssize_t got;
-  while ((got = read(pipe_fds[0], buffer, sizeof(buffer))) > 0 || (got < 0 && errno == EINTR)) {
-    if (got > 0) output.append(buffer, static_cast<size_t>(got));
-  }
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(child, &status, 0);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-void Unmount(const std::string& path) {
-  if (!IsFuseMount(path)) return;
-  if (RunProgram({"/usr/bin/fusermount3", "-u", "-z", path}).first != 0) {
-    umount2(path.c_str(), MNT_DETACH);
-  }
-}
-
-// ptmpfs mounted in the foreground as our child (so its pid is the daemon's);
-// unmounted and reaped on destruction, whatever happened.
-class MountedPtmpfs {
- public:
-  MountedPtmpfs(const std::string& mountpoint, const std::string& options)
-      : mountpoint_(mountpoint) {
-    mkdir(mountpoint.c_str(), 0755);
-    const std::vector<std::string> argv = {PTMPFS_BINARY, mountpoint, "-f", "-o", options};
-    child_ = fork();
-    if (child_ == 0) {
-      std::vector<char*> args;
-      for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    const auto deadline = Clock::now() + kDeadline;
-    while (Clock::now() < deadline) {
-      if (IsFuseMount(mountpoint_)) {
-        mounted_ = true;
-        return;
-      }
-      int status;
-      if (waitpid(child_, &status, WNOHANG) == child_) {
-        child_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(kPollInterval);
-    }
-  }
-  MountedPtmpfs(const MountedPtmpfs&) = delete;
-  MountedPtmpfs& operator=(const MountedPtmpfs&) = delete;
-
-  ~MountedPtmpfs() { Stop(); }
-
-  // Unmounts and waits for the daemon; its exit code (-1: a signal, or killed after
-  // the deadline).
-  int Stop() {
-    Unmount(mountpoint_);
-    if (child_ <= 0) return exit_code_;
-    const auto deadline = Clock::now() + kDeadline;
-    int status = 0;
-    while (waitpid(child_, &status, WNOHANG) != child_) {
-      if (Clock::now() > deadline) {
-        kill(child_, SIGKILL);
-        waitpid(child_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(kPollInterval);
-    }
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    child_ = -1;
-    Unmount(mountpoint_);  // in case it died with the mount up
-    return exit_code_;
-  }
-
-  bool mounted() const { return mounted_; }
-  pid_t pid() const { return child_; }
-  const std::string& path() const { return mountpoint_; }
-
- private:
-  std::string mountpoint_;
-  pid_t child_ = -1;
-  bool mounted_ = false;
-  int exit_code_ = -1;
-};
+// How long the daemon may take to forget the nodes the kernel dropped (FORGET is
+// asynchronous: no reply says it was handled). Mounting and unmounting wait as
+// test/fs/mounted_ptmpfs.h says.
+constexpr auto kForgetDeadline = std::chrono::seconds(60);
 
 // Ends a hung run cleanly. Should the test not be done within kHangDeadline (a stuck
 // daemon blocks every thread in a system call on the mount), it forces the mount
@@ -332,7 +220,7 @@ void PrintRate(const char* phase, int64_t operations, Clock::duration elapsed) {
 }
 
 TEST(StressTest, HalfAMillionFilesThroughSixteenMegabytes) {
-  if (access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "/dev/fuse is missing";
+  SKIP_WITHOUT_FUSE();
   ptmpfs::testing::TempDir dir;
   MountedPtmpfs mount(dir.path() + "/mnt", kMountOptions);
   ASSERT_TRUE(mount.mounted()) << "ptmpfs did not mount";
@@ -500,7 +388,7 @@ TEST(StressTest, HalfAMillionFilesThroughSixteenMegabytes) {
   // Every node is gone once the kernel has forgotten it: FORGET has no reply, so the
   // count is polled (with a deadline) until the last one is handled.
   std::optional<Figures> emptied = ReadFigures(root);
-  for (const auto deadline = Clock::now() + kDeadline;
+  for (const auto deadline = Clock::now() + kForgetDeadline;
        emptied.has_value() && emptied->nodes != 1 && Clock::now() < deadline;
        emptied = ReadFigures(root)) {
     std::this_thread::sleep_for(kPollInterval);
@@ -509,8 +397,9 @@ TEST(StressTest, HalfAMillionFilesThroughSixteenMegabytes) {
   EXPECT_EQ(emptied->nodes, 1u);
   EXPECT_EQ(emptied->dirents, 0u);
   // ...as ptmpfs-stat prints them.
-  auto [stat_exit, stat_output] = RunProgram({STAT_BINARY, root});
-  ASSERT_EQ(stat_exit, 0) << stat_output;
+  RunResult stat = RunProgram({STAT_BINARY, root});
+  ASSERT_EQ(stat.exit_code, 0) << stat.output;
+  std::string stat_output = stat.output;
   stat_output.insert(0, "\n");
   EXPECT_NE(stat_output.find("\nnodes 1\n"), std::string::npos) << stat_output;
   EXPECT_NE(stat_output.find("\ndirents 0\n"), std::string::npos) << stat_output;
