@@ -186,6 +186,7 @@ absl::StatusOr<Attr> Tmpfs::SetAttr(const Caller& caller, Ino ino, const SetAttr
 }
 
 struct statvfs Tmpfs::StatFs() {
+  ReapPools();  // so that df counts no page that only waits to be given back
   struct statvfs st {};
   const vm::Accounting& accounting = vm_->accounting();
   const uint64_t charged = accounting.charged();

@@ -241,11 +241,17 @@ absl::StatusOr<vm::AnonObject*> Tmpfs::PrepareWrite(meta::Node& node, uint64_t o
   if (!object.ok()) return object.status();
   const uint64_t holes = HolesIn(**object, offset, length);
   if (holes == 0) return object;
+  // Short of space, empty pool pages may still hold some (ReapPools): once more after
+  // giving them back.
+  if (!DataFits(holes)) ReapPools();
   if (!DataFits(holes)) return ErrnoError(ENOSPC, "size= reached");
-  if (absl::Status allocated = (*object)->Allocate(offset, length); !allocated.ok()) {
-    if (absl::IsResourceExhausted(allocated)) return ErrnoError(ENOSPC, allocated.message());
-    return allocated;
+  absl::Status allocated = (*object)->Allocate(offset, length);
+  if (absl::IsResourceExhausted(allocated)) {
+    ReapPools();
+    allocated = (*object)->Allocate(offset, length);
   }
+  if (absl::IsResourceExhausted(allocated)) return ErrnoError(ENOSPC, allocated.message());
+  if (!allocated.ok()) return allocated;
   return object;
 }
 

@@ -213,6 +213,13 @@ absl::StatusOr<meta::Addr> Tmpfs::NewNode(uint32_t mode, uint32_t uid, uint32_t 
 void Tmpfs::DropNode(meta::Addr address) {
   nodes_->Free(address);
   live_nodes_.fetch_sub(1, std::memory_order_relaxed);
+  if (frees_since_reap_.fetch_add(1, std::memory_order_relaxed) + 1 >= kReapEvery) ReapPools();
+}
+
+void Tmpfs::ReapPools() {
+  frees_since_reap_.store(0, std::memory_order_relaxed);
+  nodes_->Reap();
+  kmem_->Reap();
 }
 
 bool Tmpfs::Unreferenced(const meta::Node& node) {

@@ -313,6 +313,13 @@ class Tmpfs {
   // Frees a node NewNode made and gives its count back; every node but the root
   // goes through here (FreeNode, and the error paths of making one).
   void DropNode(meta::Addr address);
+  // The pools give their empty pages back lazily (meta/pool.h), and the pages' charge
+  // and swap slots with them: a tmpfs that only deletes would keep them all, and df
+  // and the next write would see the space as used. So every kReapEvery freed nodes,
+  // before statfs answers and before a write gives up for space, the excess empty
+  // pages of every pool are given back. Takes the pools' own locks (the order of
+  // Pool::Get, which gives back a few itself), so it may run under stripe locks.
+  void ReapPools();
   // Frees a node whose last reference went (invariant 1): its data, symlink target,
   // xattrs, directory index. REQUIRES: the node's stripe held exclusive.
   void FreeNode(Ino ino);
@@ -431,6 +438,8 @@ class Tmpfs {
   // Live nodes, the root included: raised by NewNode before it allocates (never past
   // nr_inodes), lowered by DropNode.
   std::atomic<uint64_t> live_nodes_{0};
+  static constexpr uint64_t kReapEvery = 1024;
+  std::atomic<uint64_t> frees_since_reap_{0};
 };
 
 }  // namespace ptmpfs::fs

@@ -98,6 +98,8 @@ class NodeStore {
   absl::StatusOr<Addr> ResolveIno(Ino ino, uint64_t generation = 0);
 
   uint64_t nodes() const { return pool_->items_in_use(); }
+  // Gives back the node pool's excess empty pages (Pool::Reap).
+  uint64_t Reap() { return pool_->Reap(); }
   Pool& pool() { return *pool_; }
   Kmem& kmem() { return kmem_; }
 

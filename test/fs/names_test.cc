@@ -799,3 +799,81 @@ TEST(NamesTest, ConcurrentCreatesLookupsAndUnlinksKeepCountsExact) {
 
 }  // namespace
 }  // namespace ptmpfs::fs
+
+namespace ptmpfs::fs {
+namespace {
+
+uint64_t UsedBlocks(Tmpfs& fs) {
+  const struct statvfs st = fs.StatFs();
+  return st.f_blocks - st.f_bfree;
+}
+
+// Creates `count` files in a new directory `name` of the root; returns it.
+Ino ManyFiles(Tmpfs& fs, absl::string_view name, int count) {
+  const Ino dir = Dir(fs, kRootIno, name);
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<Attr> attr = fs.Mknod(kUser, dir, absl::StrCat("f", i), S_IFREG | 0644, 0);
+    if (!attr.ok()) {
+      ADD_FAILURE() << i << ": " << attr.status();
+      break;
+    }
+  }
+  return dir;
+}
+
+// Unlinks and forgets f0..f{count-1} of `dir`, then the directory itself.
+void RemoveAll(Tmpfs& fs, absl::string_view name, Ino dir, int count) {
+  for (int i = 0; i < count; ++i) {
+    const std::string file = absl::StrCat("f", i);
+    absl::StatusOr<Attr> attr = fs.Lookup(dir, file);
+    ASSERT_TRUE(attr.ok()) << file << ": " << attr.status();
+    ASSERT_TRUE(fs.Unlink(dir, file).ok()) << file;
+    fs.Forget(attr->ino, 2);  // Mknod's lookup and ours
+  }
+  ASSERT_TRUE(fs.Rmdir(kRootIno, name).ok());
+  fs.Forget(dir, 1);
+}
+
+TEST(NamesTest, DeletedFilesGiveTheirSpaceBack) {
+  std::unique_ptr<Tmpfs> fs = MakeFs();
+  const uint64_t empty = UsedBlocks(*fs);
+  constexpr int kFiles = 20000;  // about 4 MiB of nodes and entries: pages out too
+  const Ino dir = ManyFiles(*fs, "d", kFiles);
+  const uint64_t full = UsedBlocks(*fs);
+  EXPECT_GT(full, empty + 512) << "20,000 files should take some megabytes";
+  RemoveAll(*fs, "d", dir, kFiles);
+  // The pools keep a couple of empty pages each for reuse, nothing more.
+  EXPECT_LT(UsedBlocks(*fs), empty + 128) << "before " << empty << ", full " << full;
+}
+
+TEST(NamesTest, AWriteAfterDeletingEverythingFindsTheSpace) {
+  Tmpfs::Options options;
+  options.vm.ram_bytes = 8 << 20;  // and no swap: all resident, the test is about charges
+  options.vm.noswap = true;
+  absl::StatusOr<std::unique_ptr<Tmpfs>> made = Tmpfs::Create(options);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Tmpfs& fs = **made;
+  // Fill the filesystem with files, then delete them all.
+  const Ino dir = Dir(fs, kRootIno, "d");
+  int files = 0;
+  for (;; ++files) {
+    absl::StatusOr<Attr> attr = fs.Mknod(kUser, dir, absl::StrCat("f", files), S_IFREG | 0644, 0);
+    if (!attr.ok()) {
+      ASSERT_EQ(Errno(attr), ENOSPC) << attr.status();
+      break;
+    }
+  }
+  ASSERT_GT(files, 1000);
+  RemoveAll(fs, "d", dir, files);
+  // Half of the budget in data: it fits once the empty pool pages are given back.
+  const Ino file = File(fs, kRootIno, "data");
+  std::string data(4 << 20, 'x');
+  const iovec buffer{data.data(), data.size()};
+  absl::StatusOr<uint64_t> written =
+      fs.Write(kUser, file, 0, absl::Span<const iovec>(&buffer, 1), 0);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(*written, data.size());
+}
+
+}  // namespace
+}  // namespace ptmpfs::fs
