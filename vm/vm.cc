@@ -211,7 +211,12 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
 
   uint64_t kept_slot = kNoSlot;
   bool dirty = IsWrite(access);
-  if (Pte::KindOf(pte) == Pte::kSwapped) {
+  if (Pte::KindOf(pte) == Pte::kSwapped && access == Access::kOverwrite) {
+    // Every byte is about to be written: the copy in swap is not read. Its slot stays
+    // the page's, to be rewritten or freed when the (dirty) page is next paged out,
+    // as for a page read in and then written (pager.h, invariant 3).
+    kept_slot = Pte::Payload(pte);
+  } else if (Pte::KindOf(pte) == Pte::kSwapped) {
     kept_slot = Pte::Payload(pte);
     void* pages[1 << kMaxOrder];
     for (uint64_t i = 0; i < frames_per_page; ++i) pages[i] = base + i * kPageSize;

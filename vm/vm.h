@@ -64,7 +64,7 @@ struct VmOptions {
 
 // kOverwrite is kWrite with a promise: the caller writes every byte of the page
 // before anyone can read it, so a page faulted in as zero-fill is not zeroed first
-// (the frame's old bytes are never seen). UbcWindow::Map(kWrite) asks for it on the
+// (the frame's old bytes are never seen) and one in swap is not read back. UbcWindow::Map(kWrite) asks for it on the
 // pages its range wholly covers.
 enum class Access { kRead, kWrite, kOverwrite };
 

@@ -157,6 +157,34 @@ TEST(UbcWindowTest, WriteWindowZeroesOnlyThePagesItCoversInPart) {
   EXPECT_EQ(pages.substr(end), std::string(3 * kPage - end, '\0'));
 }
 
+TEST(UbcWindowTest, AWriteOverWholePagesInSwapDoesNotReadThem) {
+  std::unique_ptr<Vm> vm = MakeVm(64);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  constexpr uint64_t kPages = 32;
+  const std::string first = Pattern(0, kPages * kPage, 1);
+  WriteThroughWindow(object, 0, first);
+  vm->pager().Reclaim(vm->frames().count());  // every page to swap
+  ASSERT_EQ(vm->ReadStats().resident_frames, 0u);
+
+  // Pages 2..9 wholly: none is read back. Then page 12 in part: it is, and the bytes
+  // the write leaves alone keep their old contents.
+  const uint64_t pageins = vm->ReadStats().pageins;
+  const std::string second = Pattern(2 * kPage, 8 * kPage, 2);
+  WriteThroughWindow(object, 2 * kPage, second);
+  EXPECT_EQ(vm->ReadStats().pageins - pageins, 0u);
+  const std::string third = Pattern(12 * kPage + 10, 100, 3);
+  WriteThroughWindow(object, 12 * kPage + 10, third);
+  EXPECT_EQ(vm->ReadStats().pageins - pageins, 1u);
+
+  // Out to swap again and back: each page holds what was written last.
+  vm->pager().Reclaim(vm->frames().count());
+  std::string expected = first;
+  expected.replace(2 * kPage, second.size(), second);
+  expected.replace(12 * kPage + 10, third.size(), third);
+  EXPECT_EQ(ReadThroughWindow(object, 0, kPages * kPage), expected);
+}
+
 TEST(UbcWindowTest, WindowCoalescesContiguousFramesAndTrimsItsEnds) {
   std::unique_ptr<Vm> vm = MakeVm(64);
   ASSERT_NE(vm, nullptr);
@@ -329,7 +357,9 @@ TEST(UbcWindowTest, FailedWriteWindowFreesTheHolesItAllocated) {
   AnonObject object(*vm);
   WriteThroughWindow(object, 0, Pattern(0, 2 * kPage));
   EvictAll(*vm);
-  const uint64_t pte = object.table().Find(1)->load();
+  // Page 0, which the window below covers only in part, so it must be read back
+  // (a page it covered wholly would not be: kOverwrite).
+  const uint64_t pte = object.table().Find(0)->load();
   ASSERT_EQ(Pte::KindOf(pte), Pte::kSwapped);
   std::string garbage(kPage, '\x5A');
   ASSERT_EQ(
@@ -337,7 +367,7 @@ TEST(UbcWindowTest, FailedWriteWindowFreesTheHolesItAllocated) {
       static_cast<ssize_t>(kPage));
   const uint64_t charged = vm->accounting().charged();
 
-  // Pages 2-3 are holes, allocated first; page 1 then fails to come in.
+  // Pages 2-4 are holes, allocated first; page 0 then fails to come in.
   absl::StatusOr<UbcWindow> window = UbcWindow::Map(object, 100, 4 * kPage, Access::kWrite);
   EXPECT_EQ(window.status().code(), absl::StatusCode::kDataLoss) << window.status();
   EXPECT_EQ(object.allocated_pages(), 2u);
