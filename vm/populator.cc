@@ -20,6 +20,7 @@ Populator::Populator(char* base, uint64_t bytes)
       bytes_(bytes),
       chunks_((bytes + kChunkBytes - 1) / kChunkBytes),
       claimed_(new std::atomic<bool>[chunks_]()),
+      touched_(new std::atomic<bool>[chunks_]()),
       thread_([this] { Run(); }) {}
 
 Populator::~Populator() {
@@ -31,6 +32,7 @@ Populator::~Populator() {
 }
 
 void Populator::TouchSlow(uint64_t chunk) {
+  touched_[chunk].store(true, std::memory_order_relaxed);
   ClaimAndPopulate(chunk);
   if (chunk == 0) return;
   absl::MutexLock lock(&mu_);

@@ -10,8 +10,9 @@
 //
 // Frames hands out never-used frames from the top of the region down (its free lists
 // are LIFO and the region is carved bottom-up), so when a chunk is first used, the
-// next ones to be needed are those just below it. Touch() populates its own chunk at
-// once if nobody has, then asks the thread for the kAheadChunks below. A guess that
+// next ones to be needed are those just below it. The first Touch() of a chunk
+// populates it at once if nobody has, then asks the thread for the kAheadChunks
+// below; so as writes move down, the thread stays that far ahead of them. A guess that
 // is wrong (frames freed and reused out of order) costs nothing but memory taken
 // early: the region is the budget, and it is used in full sooner or later.
 //
@@ -23,7 +24,7 @@
 //  2. Memory is taken only ahead of use: at most kAheadChunks chunks (16 MiB) beyond
 //     the lowest chunk Touch() has seen.
 //
-// Locking. Touch's fast path is one relaxed load. mu_ guards the request to the
+// Locking. Touch's fast path is one relaxed load (of the chunk's touched flag). mu_ guards the request to the
 // thread; population itself happens with no lock held.
 #ifndef PTMPFS_VM_POPULATOR_H_
 #define PTMPFS_VM_POPULATOR_H_
@@ -53,7 +54,7 @@ class Populator {
   // frame just allocated).
   void Touch(const char* address) {
     const uint64_t chunk = static_cast<uint64_t>(address - base_) / kChunkBytes;
-    if (!claimed_[chunk].load(std::memory_order_relaxed)) [[unlikely]] TouchSlow(chunk);
+    if (!touched_[chunk].load(std::memory_order_relaxed)) [[unlikely]] TouchSlow(chunk);
   }
 
   // Waits until the thread has nothing left to do (tests).
@@ -72,7 +73,10 @@ class Populator {
   char* const base_;
   const uint64_t bytes_;
   const uint64_t chunks_;
-  std::unique_ptr<std::atomic<bool>[]> claimed_;
+  std::unique_ptr<std::atomic<bool>[]> claimed_;  // populated, or being, by someone
+  // Seen by Touch: the first Touch of a chunk asks for the chunks below it, also when
+  // the thread populated it already, so the thread stays ahead of the writes.
+  std::unique_ptr<std::atomic<bool>[]> touched_;
   std::atomic<uint64_t> populated_{0};
 
   absl::Mutex mu_;

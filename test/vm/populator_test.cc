@@ -68,6 +68,24 @@ TEST(PopulatorTest, PopulatesTheTouchedChunkAndTheOnesBelowIt) {
   for (uint64_t c = 0; c < kChunks; ++c) EXPECT_TRUE(region.ChunkResident(c, true)) << c;
 }
 
+TEST(PopulatorTest, StaysAheadAsWritesMoveDown) {
+  constexpr uint64_t kChunks = 4 * Populator::kAheadChunks;
+  Region region(kChunks * kChunk);
+  ASSERT_NE(region.base(), nullptr);
+  Populator populator(region.base(), kChunks * kChunk);
+  // Writes move down a chunk at a time, as Frames hands out fresh frames: each first
+  // touch of a chunk the thread already populated still asks for more below it.
+  for (uint64_t c = kChunks; c-- > kChunks - 2 * Populator::kAheadChunks;) {
+    populator.Touch(region.base() + c * kChunk);
+    populator.WaitIdle();
+    const uint64_t ahead_to = c > Populator::kAheadChunks ? c - Populator::kAheadChunks : 0;
+    for (uint64_t below = c; below-- > ahead_to;) {
+      ASSERT_TRUE(region.ChunkResident(below, true)) << "at " << c << ", chunk " << below;
+    }
+  }
+  EXPECT_EQ(populator.populated_chunks(), 3 * Populator::kAheadChunks);
+}
+
 TEST(PopulatorTest, ARegionNotAWholeNumberOfChunks) {
   const uint64_t bytes = kChunk + 5 * 4096;
   Region region(bytes);
