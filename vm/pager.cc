@@ -38,6 +38,16 @@ void Pager::MaybeWake() {
   wake_ = true;
 }
 
+void Pager::Refill() {
+  if (thread_running_.load(std::memory_order_relaxed)) return;
+  if (!refilling_.exchange(true, std::memory_order_acquire)) {
+    const uint64_t free = vm_.frames().free_count();
+    if (free < high_water_) ReclaimClean(high_water_ - free);
+    refilling_.store(false, std::memory_order_release);
+  }
+  MaybeWake();
+}
+
 void Pager::ThreadMain() {
   for (;;) {
     {
@@ -50,10 +60,12 @@ void Pager::ThreadMain() {
       if (stop_) return;
       wake_ = false;
     }
+    thread_running_.store(true, std::memory_order_relaxed);
     wake_pending_.store(false, std::memory_order_relaxed);
     while (vm_.frames().free_count() < high_water_) {
       if (Reclaim(high_water_ - vm_.frames().free_count()) == 0) break;
     }
+    thread_running_.store(false, std::memory_order_relaxed);
     if (vm_.frame_waiters_.load(std::memory_order_relaxed) != 0) vm_.NotifyFrameWaiters();
     if (vm_.swap() != nullptr) vm_.swap()->DropFreedPages();
   }
@@ -393,6 +405,49 @@ uint64_t Pager::Reclaim(uint64_t target_frames) {
     } else {
       freed += PageOutCluster(cluster);
     }
+  }
+  if (freed > 0 && vm_.frame_waiters_.load(std::memory_order_relaxed) != 0) {
+    vm_.NotifyFrameWaiters();
+  }
+  return freed;
+}
+
+uint64_t Pager::ReclaimClean(uint64_t target_frames) {
+  uint64_t freed = 0;
+  std::vector<Victim> batch;
+  batch.reserve(kMaxCluster);
+  while (freed < target_frames) {
+    batch.clear();
+    {
+      absl::MutexLock lock(&queue_mu_);
+      BalanceQueues();
+      uint64_t scan_budget = 2 * kMaxCluster;
+      while (batch.empty() && scan_budget > 0) {
+        const FrameNumber frame = inactive_.head;
+        if (frame == kNoFrame) break;
+        const FrameDesc& desc = vm_.frames().desc(frame);
+        if ((desc.owner->Find(desc.index)->load(std::memory_order_relaxed) & Pte::kDirty) != 0) {
+          break;
+        }
+        --scan_budget;
+        Victim victim;
+        if (!TryTake(frame, &victim)) continue;  // referenced or wired: moved to active
+        if ((victim.pte & Pte::kDirty) != 0) {   // dirtied since the look above
+          PushTail(active_, FrameQueue::kActive, frame);
+          victim.entry->store(victim.pte, std::memory_order_release);
+          victim.entry->notify_all();
+          break;
+        }
+        batch.push_back(victim);
+        const uint64_t frames_per_page = victim.table->frames_per_page();
+        GatherClean(batch,
+                    std::min<uint64_t>(kMaxCluster, (target_frames - freed + frames_per_page - 1) /
+                                                        frames_per_page),
+                    scan_budget);
+      }
+    }
+    if (batch.empty()) break;
+    freed += EvictClean(batch);
   }
   if (freed > 0 && vm_.frame_waiters_.load(std::memory_order_relaxed) != 0) {
     vm_.NotifyFrameWaiters();

@@ -13,10 +13,14 @@
 //   - dirty: it is written out together with its dirty, unwired following
 //     neighbours of the same page table (up to kMaxCluster pages, one pwritev into a
 //     run of neighbouring slots), then becomes kSwapped.
-// The pager thread runs when free frames fall below the low watermark and stops at
-// the high one; a thread that cannot get a frame reclaims directly (same code). After
-// each pass the thread drops freed swap slots' pages from the host page cache
-// (Swap::DropFreedPages).
+// A thread whose frame allocation leaves free frames below the low watermark refills
+// them to the high one itself while the inactive head is clean (Refill): evicting a
+// clean page costs no I/O, far less than waking the thread (measured: a futex wake-up
+// of the idle pager thread cost about 8 us here, a clean eviction under 0.1 us). When
+// the head is dirty it wakes the pager thread, which writes clusters out and stops at
+// the high watermark; a thread that cannot get a frame at all reclaims directly (same
+// code). After each pass the thread drops freed swap slots' pages from the host page
+// cache (Swap::DropFreedPages).
 //
 // Invariants.
 //  1. Wired and busy pages are never evicted; a page is taken for eviction only by
@@ -69,10 +73,18 @@ class Pager {
   void StopThread();
   // Wakes the pager thread if free frames are below the low watermark.
   void MaybeWake();
+  // Called after a frame allocation that left free frames below the low watermark:
+  // evicts clean pages from the inactive head up to the high watermark (one thread at
+  // a time; the others go on), then wakes the pager thread if that was not enough.
+  // Does nothing while the pager thread is in a pass: it is refilling already.
+  void Refill();
 
   // Evicts pages until `target_frames` frames were freed or nothing more can be;
   // returns the frames freed. Called by the pager thread and by direct reclaim.
   uint64_t Reclaim(uint64_t target_frames);
+  // As Reclaim, but evicts only clean pages, and stops at a dirty page at the
+  // inactive head (its write is the pager thread's work).
+  uint64_t ReclaimClean(uint64_t target_frames);
 
   // Queue membership (REQUIRES: the caller holds the page's busy bit).
   void Activate(FrameNumber head);  // puts a newly resident page on the active tail
@@ -136,6 +148,8 @@ class Pager {
   bool wake_ ABSL_GUARDED_BY(thread_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(thread_mu_) = false;
   std::atomic<bool> wake_pending_{false};  // set by MaybeWake, cleared by the thread
+  std::atomic<bool> refilling_{false};     // a thread is in Refill
+  std::atomic<bool> thread_running_{false};  // the pager thread is in a pass
   std::thread thread_;
 };
 

@@ -280,7 +280,7 @@ absl::StatusOr<FrameNumber> Vm::AllocFrames(int order) {
   absl::Time deadline = absl::InfinitePast();
   for (;;) {
     if (std::optional<FrameNumber> frame = frames_->Alloc(order)) {
-      pager_->MaybeWake();
+      if (frames_->free_count() < pager_->low_water()) pager_->Refill();
       frames_->Populate(*frame);
       return *frame;
     }

@@ -132,6 +132,42 @@ TEST(AddressSpaceTest, UntouchedZeroPageIsEvictedToZeroFill) {
   EXPECT_EQ(Pte::KindOf(EntryOf(*f.pages, address)), Pte::kZero);
 }
 
+
+// A fault that leaves free frames below the low watermark evicts clean pages itself,
+// up to the high watermark, with no pager thread and no write.
+TEST(AddressSpaceTest, FaultsRefillFreeFramesFromCleanPages) {
+  Fixture f = Make(64);
+  constexpr uint64_t kPages = 200;
+  uint64_t address = *f.pages->Alloc(kPages * kPageSize);
+  for (uint64_t i = 0; i < kPages; ++i) Fill(*f.pages, address + i * kPageSize, i);
+  while (f.vm->pager().Reclaim(64) > 0) {
+  }
+  const uint64_t pageouts = f.vm->ReadStats().pageouts;
+  for (uint64_t i = 0; i < kPages; ++i) {
+    Check(*f.pages, address + i * kPageSize, i);
+    // Direct reclaim alone would free only what one fault needs, leaving fewer.
+    ASSERT_GE(f.vm->frames().free_count(), f.vm->pager().low_water()) << "after page " << i;
+  }
+  StatsSnapshot stats = f.vm->ReadStats();
+  EXPECT_EQ(stats.pageouts, pageouts);
+  EXPECT_GE(stats.clean_evictions, kPages - 64);
+}
+
+// Dirty pages at the inactive head are the pager thread's to write: a fault's refill
+// leaves them, and only a fault that finds no frame at all writes (direct reclaim).
+TEST(AddressSpaceTest, RefillLeavesDirtyPagesToThePager) {
+  Fixture f = Make(64);
+  uint64_t address = *f.pages->Alloc(64 * kPageSize);
+  uint64_t filled = 0;
+  while (f.vm->frames().free_count() >= f.vm->pager().low_water()) {
+    Fill(*f.pages, address + filled * kPageSize, filled);
+    ++filled;
+  }
+  EXPECT_LT(f.vm->frames().free_count(), f.vm->pager().low_water());
+  EXPECT_EQ(f.vm->ReadStats().pageouts, 0u);
+  EXPECT_EQ(f.vm->ReadStats().clean_evictions, 0u);
+  for (uint64_t i = 0; i < filled; ++i) Check(*f.pages, address + i * kPageSize, i);
+}
 TEST(AddressSpaceTest, WiredPagesAreNeverEvicted) {
   Fixture f = Make(64);
   uint64_t address = *f.pages->Alloc(kPageSize);
