@@ -1,5 +1,6 @@
 #include "meta/pool.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cassert>
@@ -84,7 +85,9 @@ struct Pool::Impl {
         items_per_page(items_per_page),
         words_per_page((items_per_page + 63) / 64),
         slot_reciprocal(SlotReciprocal(item_size)),
-        empty_pages_kept(empty_pages_kept) {}
+        empty_pages_kept(empty_pages_kept),
+        max_pages(static_cast<PageNumber>(
+            std::min<uint64_t>(map.size() >> std::countr_zero(map.page_bytes()), kNoPage))) {}
 
   // ---- Immutable after construction (read without mu) ----
   vm::Map& map;
@@ -96,8 +99,14 @@ struct Pool::Impl {
   const uint32_t words_per_page;
   const uint64_t slot_reciprocal;
   const uint32_t empty_pages_kept;
+  const PageNumber max_pages;  // the submap's
 
   mutable absl::Mutex mu;
+  // Page numbers: the pool places its pages in its submap itself (Map::AllocAt), so
+  // a page costs no vmem boundary tag. Numbers below next_fresh that were given back
+  // are reused first (last given back, first reused).
+  PageNumber next_fresh ABSL_GUARDED_BY(mu) = 0;
+  std::vector<PageNumber> given_back ABSL_GUARDED_BY(mu);
   std::vector<std::unique_ptr<Chunk>> chunks ABSL_GUARDED_BY(mu);  // null: no page held
   List partial ABSL_GUARDED_BY(mu);
   List empty ABSL_GUARDED_BY(mu);
@@ -267,16 +276,39 @@ struct Pool::Impl {
 
   // Frees pages detached by DetachExcessEmpty: frames, swap slots, address space.
   // REQUIRES: mu not held (Map::Free may wait for a page being paged out).
+  // Their numbers become reusable only once the pages are freed.
   void GiveBack(const Addr* pages_to_free, int count) ABSL_LOCKS_EXCLUDED(mu) {
-    for (int i = 0; i < count; ++i) map.Free(pages_to_free[i], map.page_bytes());
+    if (count == 0) return;
+    for (int i = 0; i < count; ++i) map.FreeAt(pages_to_free[i], map.page_bytes());
+    absl::MutexLock lock(&mu);
+    for (int i = 0; i < count; ++i) {
+      given_back.push_back(static_cast<PageNumber>((pages_to_free[i] - base) >> page_shift));
+    }
   }
 
   // The slow path of Get: a new page from the map, its first item handed out.
   absl::StatusOr<Addr> GetFromNewPage(bool from_reserve) ABSL_LOCKS_EXCLUDED(mu) {
-    absl::StatusOr<uint64_t> page_address = map.Alloc(map.page_bytes(), from_reserve);
-    if (!page_address.ok()) return page_address.status();
-    const PageNumber page = static_cast<PageNumber>((*page_address - base) >> page_shift);
+    PageNumber page;
+    {
+      absl::MutexLock lock(&mu);
+      if (!given_back.empty()) {
+        page = given_back.back();
+        given_back.pop_back();
+      } else if (next_fresh < max_pages) {
+        page = next_fresh++;
+      } else {
+        return absl::ResourceExhaustedError(
+            absl::StrFormat("pool %s: all %d pages of its submap are in use", map.name(),
+                            max_pages));
+      }
+    }
+    // The number is this thread's alone until it is installed or handed back.
+    absl::Status placed = map.AllocAt(PageAddress(page), map.page_bytes(), from_reserve);
     absl::MutexLock lock(&mu);
+    if (!placed.ok()) {
+      given_back.push_back(page);
+      return placed;
+    }
     InstallPage(page);
     return TakeSlot(page);
   }

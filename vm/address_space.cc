@@ -118,4 +118,25 @@ void Map::Free(uint64_t address, uint64_t bytes) {
   arena_.Free(address, bytes);
 }
 
+absl::Status Map::AllocAt(uint64_t address, uint64_t bytes, bool from_reserve) {
+  assert(pageable_ && ((address - base_) & page_mask_) == 0);
+  bytes = (bytes + page_mask_) & ~page_mask_;
+  if (!Contains(address) || bytes > size_ - (address - base_)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: no room for %d bytes at offset %d of %d", name_, bytes, address - base_, size_));
+  }
+  absl::Status charged =
+      vm_.AllocatePages(table_, (address - base_) >> page_shift_, bytes >> page_shift_,
+                        from_reserve);
+  if (charged.ok()) placed_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  return charged;
+}
+
+void Map::FreeAt(uint64_t address, uint64_t bytes) {
+  bytes = (bytes + page_mask_) & ~page_mask_;
+  assert(pageable_ && Contains(address) && bytes <= size_ - (address - base_));
+  vm_.FreePages(table_, (address - base_) >> page_shift_, bytes >> page_shift_);
+  placed_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
 }  // namespace ptmpfs::vm

@@ -19,6 +19,7 @@
 #ifndef PTMPFS_VM_ADDRESS_SPACE_H_
 #define PTMPFS_VM_ADDRESS_SPACE_H_
 
+#include <atomic>
 #include <cassert>
 #include <cstdint>
 #include <memory>
@@ -57,6 +58,14 @@ class Map {
   // REQUIRES: [address, address+bytes) came from Alloc with this size; no pins on it.
   void Free(uint64_t address, uint64_t bytes);
 
+  // For a pageable map whose owner numbers its pages itself (a meta/ pool): as Alloc,
+  // but at `address` (page-aligned), without the arena, so a page costs no boundary
+  // tag (a tag and its hash bucket are about 70 bytes: 3x a pool's whole header for
+  // the page). The owner never uses Alloc or Free on such a map, never places a range
+  // it holds already, and frees what it placed with FreeAt.
+  absl::Status AllocAt(uint64_t address, uint64_t bytes, bool from_reserve = false);
+  void FreeAt(uint64_t address, uint64_t bytes);
+
   // Pins the T at `address`. REQUIRES: the T lies within one page of an allocated
   // range. Errors as Vm::Wire (DataLoss for a page that failed its checksum).
   template <typename T>
@@ -76,7 +85,9 @@ class Map {
   bool pageable() const { return pageable_; }
   const std::string& name() const { return name_; }
   Vm& vm() const { return vm_; }
-  uint64_t allocated_bytes() const { return arena_.InUseBytes(); }
+  uint64_t allocated_bytes() const {
+    return arena_.InUseBytes() + placed_bytes_.load(std::memory_order_relaxed);
+  }
   const PageTable& page_table() const { return table_; }
 
  private:
@@ -94,6 +105,7 @@ class Map {
   const bool pageable_;
   Vmem arena_;
   PageTable table_;
+  std::atomic<uint64_t> placed_bytes_{0};  // by AllocAt, less FreeAt
 };
 
 }  // namespace ptmpfs::vm

@@ -98,6 +98,30 @@ TEST(AddressSpaceTest, EvictedPagesComeBackIntact) {
   EXPECT_LE(stats.resident_frames, 32u);
 }
 
+// A map whose owner places pages itself: charged, pinned and freed as with Alloc.
+TEST(AddressSpaceTest, PagesPlacedByTheOwnerAreChargedAndFreed) {
+  Fixture f = Make(64);
+  const uint64_t charged = f.vm->accounting().charged();
+  const uint64_t address = f.pages->base() + 1000 * kPageSize;
+  ASSERT_TRUE(f.pages->AllocAt(address, 3 * kPageSize).ok());
+  EXPECT_EQ(f.vm->accounting().charged(), charged + 3);
+  EXPECT_EQ(f.pages->allocated_bytes(), 3 * kPageSize);
+  for (uint64_t i = 0; i < 3; ++i) Fill(*f.pages, address + i * kPageSize, i);
+  while (f.vm->pager().Reclaim(64) > 0) {
+  }
+  for (uint64_t i = 0; i < 3; ++i) Check(*f.pages, address + i * kPageSize, i);
+  f.pages->FreeAt(address, 3 * kPageSize);
+  EXPECT_EQ(f.vm->accounting().charged(), charged);
+  EXPECT_EQ(f.pages->allocated_bytes(), 0u);
+  EXPECT_EQ(f.vm->ReadStats().swap_slots_used, 0u);
+  EXPECT_EQ(f.pages->Pin<char>(address, Access::kRead).status().code(),
+            absl::StatusCode::kNotFound);
+  // Past the end of the map: ResourceExhausted, nothing charged.
+  EXPECT_EQ(f.pages->AllocAt(f.pages->base() + f.pages->size() - kPageSize, 2 * kPageSize).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(f.vm->accounting().charged(), charged);
+}
+
 TEST(AddressSpaceTest, DirtyNeighboursGoOutInOneWrite) {
   Fixture f = Make(64);
   uint64_t address = *f.pages->Alloc(16 * kPageSize);
