@@ -237,16 +237,18 @@ void Pager::Restore(const Victim& victim) {
   victim.entry->notify_all();
 }
 
-void Pager::GatherClean(std::vector<Victim>& batch, uint64_t max_pages, uint64_t& scan_budget) {
-  const int order = batch.front().table->page_order();
-  while (batch.size() < max_pages && scan_budget > 0) {
+void Pager::GatherClean(std::vector<Victim>& batch, uint64_t target_frames,
+                        uint64_t& scan_budget) {
+  while (batch.size() < kMaxCluster && scan_budget > 0) {
+    if (!batch.empty() && batch.size() * batch.front().table->frames_per_page() >= target_frames) {
+      break;
+    }
     const FrameNumber frame = inactive_.head;
     if (frame == kNoFrame) break;
     const FrameDesc& desc = vm_.frames().desc(frame);
-    if (desc.owner->page_order() != order) break;
+    if (!batch.empty() && desc.owner->page_order() != batch.front().table->page_order()) break;
     // A dirty page ends the batch where it is: it goes out in a cluster of its own.
-    const Entry* entry = desc.owner->Find(desc.index);
-    if ((entry->load(std::memory_order_relaxed) & Pte::kDirty) != 0) break;
+    if (HeadIsDirty()) break;
     --scan_budget;
     Victim victim;
     if (!TryTake(frame, &victim)) continue;  // referenced or wired: moved to active
@@ -258,6 +260,13 @@ void Pager::GatherClean(std::vector<Victim>& batch, uint64_t max_pages, uint64_t
     }
     batch.push_back(victim);
   }
+}
+
+bool Pager::HeadIsDirty() const {
+  const FrameNumber frame = inactive_.head;
+  if (frame == kNoFrame) return false;
+  const FrameDesc& desc = vm_.frames().desc(frame);
+  return (desc.owner->Find(desc.index)->load(std::memory_order_relaxed) & Pte::kDirty) != 0;
 }
 
 uint64_t Pager::EvictClean(absl::Span<const Victim> batch) {
@@ -391,11 +400,7 @@ uint64_t Pager::Reclaim(uint64_t target_frames) {
         if (!clean) {
           GatherCluster(cluster);
         } else {
-          const uint64_t frames_per_page = victim.table->frames_per_page();
-          GatherClean(cluster,
-                      std::min<uint64_t>(kMaxCluster, (target_frames - freed + frames_per_page - 1) /
-                                                          frames_per_page),
-                      scan_budget);
+          GatherClean(cluster, target_frames - freed, scan_budget);
         }
       }
     }
@@ -420,31 +425,12 @@ uint64_t Pager::ReclaimClean(uint64_t target_frames) {
     batch.clear();
     {
       absl::MutexLock lock(&queue_mu_);
+      // A dirty head stays where it is until the pager thread writes it: balancing
+      // would only move active pages behind it.
+      if (HeadIsDirty()) break;
       BalanceQueues();
       uint64_t scan_budget = 2 * kMaxCluster;
-      while (batch.empty() && scan_budget > 0) {
-        const FrameNumber frame = inactive_.head;
-        if (frame == kNoFrame) break;
-        const FrameDesc& desc = vm_.frames().desc(frame);
-        if ((desc.owner->Find(desc.index)->load(std::memory_order_relaxed) & Pte::kDirty) != 0) {
-          break;
-        }
-        --scan_budget;
-        Victim victim;
-        if (!TryTake(frame, &victim)) continue;  // referenced or wired: moved to active
-        if ((victim.pte & Pte::kDirty) != 0) {   // dirtied since the look above
-          PushTail(active_, FrameQueue::kActive, frame);
-          victim.entry->store(victim.pte, std::memory_order_release);
-          victim.entry->notify_all();
-          break;
-        }
-        batch.push_back(victim);
-        const uint64_t frames_per_page = victim.table->frames_per_page();
-        GatherClean(batch,
-                    std::min<uint64_t>(kMaxCluster, (target_frames - freed + frames_per_page - 1) /
-                                                        frames_per_page),
-                    scan_budget);
-      }
+      GatherClean(batch, target_frames - freed, scan_budget);
     }
     if (batch.empty()) break;
     freed += EvictClean(batch);

@@ -125,10 +125,13 @@ class Pager {
   bool TryTake(FrameNumber frame, Victim* victim) ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   // Adds the dirty neighbours after `first` in its table to `cluster`.
   void GatherCluster(std::vector<Victim>& cluster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
-  // Adds to `batch` (a clean page) the clean pages of the same page order that follow at
-  // the inactive head and can be evicted now, while it holds fewer than `max_pages`.
-  void GatherClean(std::vector<Victim>& batch, uint64_t max_pages, uint64_t& scan_budget)
+  // Adds to `batch` the clean pages at the inactive head that can be evicted now, all of
+  // the page order of its first, until it holds `target_frames` frames or kMaxCluster
+  // pages; stops at a dirty page. `batch` may start empty.
+  void GatherClean(std::vector<Victim>& batch, uint64_t target_frames, uint64_t& scan_budget)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
+  // The page at the inactive head is dirty (false when the queue is empty).
+  bool HeadIsDirty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   // Evicts clean pages of one page order; returns the frames freed.
   uint64_t EvictClean(absl::Span<const Victim> batch);
   // Writes a cluster out; returns frames freed (0 and pages restored on failure).
