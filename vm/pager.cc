@@ -1,5 +1,7 @@
 #include "vm/pager.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cassert>
 
@@ -17,7 +19,10 @@ void Pager::StartThread() {
   absl::MutexLock lock(&thread_mu_);
   if (thread_.joinable()) return;
   stop_ = false;
-  thread_ = std::thread([this] { ThreadMain(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "ptmpfs-pager");  // for top -H and perf
+    ThreadMain();
+  });
 }
 
 void Pager::StopThread() {

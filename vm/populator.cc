@@ -1,5 +1,6 @@
 #include "vm/populator.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -21,7 +22,10 @@ Populator::Populator(char* base, uint64_t bytes)
       chunks_((bytes + kChunkBytes - 1) / kChunkBytes),
       claimed_(new std::atomic<bool>[chunks_]()),
       touched_(new std::atomic<bool>[chunks_]()),
-      thread_([this] { Run(); }) {}
+      thread_([this] {
+        pthread_setname_np(pthread_self(), "ptmpfs-fill");  // for top -H and perf
+        Run();
+      }) {}
 
 Populator::~Populator() {
   {

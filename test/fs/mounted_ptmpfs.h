@@ -1,14 +1,18 @@
 // mounted_ptmpfs: runs the built ptmpfs binary on a fresh directory for a test,
 // and always unmounts and reaps it (shared by the mount-level tests).
 //
-// The including target defines PTMPFS_BINARY (test/CMakeLists.txt). Waiting for a
-// mount polls statfs with a deadline; nothing sleeps a fixed time.
+// The including target defines PTMPFS_BINARY (test/CMakeLists.txt). Nothing sleeps
+// or polls on a timer: waiting for the mount sleeps in poll(2) on /proc/self/mountinfo,
+// which reports every change of the mount table as POLLPRI, and on a pidfd of the
+// daemon, readable once it exits; each wait has a deadline.
 #ifndef PTMPFS_TEST_FS_MOUNTED_PTMPFS_H_
 #define PTMPFS_TEST_FS_MOUNTED_PTMPFS_H_
 
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -37,8 +41,22 @@ using Clock = std::chrono::steady_clock;
 // How long a mount may take to come up (or go away): generous, since a sanitized
 // daemon starts slowly; polling ends as soon as it is up.
 constexpr auto kDeadline = std::chrono::seconds(20);
-constexpr auto kPollInterval = std::chrono::milliseconds(5);
 
+// A descriptor that polls readable once `pid` exits (glibc 2.36's sys/pidfd.h does
+// not declare pidfd_open for C++).
+inline int PidFd(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// Sleeps until one of `fds` has one of its events or `deadline` passes; false then.
+inline bool WaitForEvents(std::vector<pollfd>& fds, Clock::time_point deadline) {
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    const int ready = poll(fds.data(), fds.size(), static_cast<int>(left) + 1);
+    if (ready > 0) return true;
+    if (ready < 0 && errno != EINTR) return false;
+  }
+}
 inline bool HaveFuse() { return access("/dev/fuse", R_OK | W_OK) == 0; }
 
 #define SKIP_WITHOUT_FUSE() \
@@ -113,20 +131,25 @@ class MountedPtmpfs {
       execv(args[0], args.data());
       _exit(127);
     }
+    // The mount table is opened before the first look, so no change slips between.
+    const int mounts = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    const int exited = PidFd(child_);
+    std::vector<pollfd> fds = {{mounts, POLLPRI, 0}, {exited, POLLIN, 0}};
     const auto deadline = Clock::now() + kDeadline;
-    while (Clock::now() < deadline) {
+    do {
       if (IsFuseMount(mountpoint_)) {
         mounted_ = true;
-        return;
+        break;
       }
       int status;
       if (waitpid(child_, &status, WNOHANG) == child_) {
         exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         child_ = -1;
-        return;
+        break;
       }
-      std::this_thread::sleep_for(kPollInterval);
-    }
+    } while (WaitForEvents(fds, deadline));
+    close(mounts);
+    close(exited);
   }
 
   ~MountedPtmpfs() { Stop(); }
@@ -151,16 +174,18 @@ class MountedPtmpfs {
  private:
   int Reap() {
     if (child_ <= 0) return exit_code_;
+    const int exited = PidFd(child_);
+    std::vector<pollfd> fds = {{exited, POLLIN, 0}};
     const auto deadline = Clock::now() + kDeadline;
     int status = 0;
     while (waitpid(child_, &status, WNOHANG) != child_) {
-      if (Clock::now() > deadline) {
+      if (!WaitForEvents(fds, deadline)) {
         kill(child_, SIGKILL);
         waitpid(child_, &status, 0);
         break;
       }
-      std::this_thread::sleep_for(kPollInterval);
     }
+    close(exited);
     exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     child_ = -1;
     Unmount(mountpoint_);  // in case it died with the mount up

@@ -81,9 +81,11 @@ constexpr uint64_t kMaxDaemonPeakRss = uint64_t{96} << 20;
 constexpr uint64_t kMinSwapUsed = uint64_t{64} << 20;
 
 // How long the daemon may take to forget the nodes the kernel dropped (FORGET is
-// asynchronous: no reply says it was handled). Mounting and unmounting wait as
-// test/fs/mounted_ptmpfs.h says.
+// asynchronous: no reply says it was handled, and nothing announces it, so the count
+// is read again every kForgetPollInterval until then). Mounting and unmounting wait
+// as test/fs/mounted_ptmpfs.h says.
 constexpr auto kForgetDeadline = std::chrono::seconds(60);
+constexpr auto kForgetPollInterval = std::chrono::milliseconds(5);
 
 // Ends a hung run cleanly. Should the test not be done within kHangDeadline (a stuck
 // daemon blocks every thread in a system call on the mount), it forces the mount
@@ -391,7 +393,7 @@ TEST(StressTest, HalfAMillionFilesThroughSixteenMegabytes) {
   for (const auto deadline = Clock::now() + kForgetDeadline;
        emptied.has_value() && emptied->nodes != 1 && Clock::now() < deadline;
        emptied = ReadFigures(root)) {
-    std::this_thread::sleep_for(kPollInterval);
+    std::this_thread::sleep_for(kForgetPollInterval);
   }
   ASSERT_TRUE(emptied.has_value());
   EXPECT_EQ(emptied->nodes, 1u);

@@ -304,18 +304,27 @@ TEST(SwapTest, LockWaitSucceedsWhenTheHolderClosesInTime) {
   options.size_bytes = FileBytesForSlots(10);
   absl::StatusOr<std::unique_ptr<Swap>> first = Swap::Open(options);
   ASSERT_TRUE(first.ok()) << first.status();
-  std::thread closer([&first] {
+  // The holder lets go 30 ms after the second open has begun (a span, not a
+  // synchronisation: should the open start later, it finds the file free at once and
+  // the test proves less, not something false). The close happens after the start
+  // whatever the scheduling, so an open that ends before the close did not wait.
+  std::atomic<bool> opening{false};
+  std::atomic<std::chrono::steady_clock::rep> closed_at{0};
+  std::thread closer([&] {
+    while (!opening.load()) std::this_thread::yield();
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    closed_at = std::chrono::steady_clock::now().time_since_epoch().count();
     first->reset();
   });
   options.lock_wait_ms = 10000;
   const auto start = std::chrono::steady_clock::now();
+  opening = true;
   absl::StatusOr<std::unique_ptr<Swap>> second = Swap::Open(options);
-  const auto waited = std::chrono::steady_clock::now() - start;
+  const auto opened_at = std::chrono::steady_clock::now();
   closer.join();
   ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_GE(waited, std::chrono::milliseconds(25));
-  EXPECT_LT(waited, std::chrono::milliseconds(5000));
+  EXPECT_GE(opened_at.time_since_epoch().count(), closed_at.load()) << "opened while held";
+  EXPECT_LT(opened_at - start, std::chrono::milliseconds(5000));
 }
 
 TEST(SwapTest, LockWaitGivesUpAtItsDeadline) {
