@@ -1,5 +1,5 @@
-// attributes.cc: getattr, setattr (chmod, chown, truncate, utimens), statfs and
-// handle resolution, with Linux tmpfs semantics.
+// attributes.cc: getattr, setattr (chmod, chown, truncate, utimens), chattr's
+// flags, statfs and handle resolution, with Linux tmpfs semantics.
 //
 // setattr follows the kernel's setattr_prepare / notify_change / shmem_setattr:
 // every check comes before the first change, so an error changes nothing. Two
@@ -20,6 +20,7 @@
 #include <climits>
 #include <optional>
 
+#include "fs/file_flags.h"
 #include "fs/tmpfs.h"
 
 namespace ptmpfs::fs {
@@ -55,6 +56,15 @@ absl::Status CheckSetAttr(const Caller& caller, const meta::Node& node,
                           const SetAttrRequest& request) {
   const bool root = caller.uid == 0;
   const bool owner = root || caller.uid == node.uid;
+  // file_flags.h: an immutable node takes no change; an append-only one only times
+  // set to now (notify_change, do_truncate, do_sys_ftruncate).
+  if (absl::Status unchanged = CheckNotImmutable(node); !unchanged.ok()) return unchanged;
+  const bool explicit_time = (request.atime.has_value() && !request.atime_now) ||
+                             (request.mtime.has_value() && !request.mtime_now);
+  if (request.size.has_value() || request.mode.has_value() || request.uid.has_value() ||
+      request.gid.has_value() || explicit_time) {
+    if (absl::Status unguarded = CheckUnguarded(node); !unguarded.ok()) return unguarded;
+  }
   if (request.size.has_value()) {
     if (S_ISDIR(node.mode)) return ErrnoError(EISDIR);
     if (!S_ISREG(node.mode)) return ErrnoError(EINVAL);
@@ -72,8 +82,6 @@ absl::Status CheckSetAttr(const Caller& caller, const meta::Node& node,
     return ErrnoError(EPERM);
   }
   // Explicit times need ownership; "now" needs ownership or write permission.
-  const bool explicit_time = (request.atime.has_value() && !request.atime_now) ||
-                             (request.mtime.has_value() && !request.mtime_now);
   if (explicit_time && !owner) return ErrnoError(EPERM);
   if ((request.atime_now || request.mtime_now) && !owner && !MayWrite(caller, node)) {
     return ErrnoError(EACCES);
@@ -183,6 +191,31 @@ absl::StatusOr<Attr> Tmpfs::SetAttr(const Caller& caller, Ino ino, const SetAttr
     node.ctime_ns = now;
   }
   return AttrOf(ino, node);
+}
+
+absl::StatusOr<uint32_t> Tmpfs::GetFlags(Ino ino) {
+  LockSet locks(*this);
+  locks.Shared(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> node = PinNode(ino, vm::Access::kRead);
+  if (!node.ok()) return node.status();
+  return (*node)->flags;
+}
+
+absl::Status Tmpfs::SetFlags(const Caller& caller, Ino ino, uint32_t flags) {
+  LockSet locks(*this);
+  locks.Exclusive(ino).Acquire();
+  absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
+  if (!pin.ok()) return pin.status();
+  meta::Node& node = **pin;
+  // In the order of vfs_fileattr_set, fileattr_set_prepare and shmem_fileattr_set.
+  if (caller.uid != 0 && caller.uid != node.uid) return ErrnoError(EPERM);
+  if (((node.flags ^ flags) & kGuardFlags) != 0 && caller.uid != 0) {
+    return ErrnoError(EPERM, "only root changes immutable or append-only");
+  }
+  if ((flags & ~kSettableFlags) != 0) return ErrnoError(EOPNOTSUPP);
+  node.flags = static_cast<uint16_t>(flags);
+  node.ctime_ns = NowNs();
+  return absl::OkStatus();
 }
 
 struct statvfs Tmpfs::StatFs() {

@@ -30,6 +30,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "fs/file_flags.h"
 #include "fs/tmpfs.h"
 
 namespace ptmpfs::fs {
@@ -135,6 +136,7 @@ absl::Status CopyIntoObject(vm::AnonObject& object, uint64_t offset, uint64_t le
 
 // relatime_need_update.
 bool AtimeWanted(const meta::Node& node, int64_t now) {
+  if ((node.flags & kNoAtimeFlag) != 0) return false;
   return node.atime_ns <= node.mtime_ns || node.atime_ns <= node.ctime_ns ||
          now - node.atime_ns >= kRelatimeNs;
 }
@@ -275,6 +277,14 @@ absl::StatusOr<Attr> Tmpfs::Open(const Caller& caller, Ino ino, int flags) {
   meta::Node& node = **pin;
   const bool writes = (flags & O_ACCMODE) != O_RDONLY;
   if (S_ISDIR(node.mode) && (writes || (flags & O_TRUNC) != 0)) return ErrnoError(EISDIR);
+  // may_open, after the type: an immutable file opens only to read, an append-only
+  // one only to read or append, and neither truncates.
+  if (writes || (flags & O_TRUNC) != 0) {
+    if (absl::Status writable = CheckNotImmutable(node); !writable.ok()) return writable;
+  }
+  if (IsAppendOnly(node) && ((writes && (flags & O_APPEND) == 0) || (flags & O_TRUNC) != 0)) {
+    return ErrnoError(EPERM, "the file is append-only");
+  }
   if (node.open_count == UINT32_MAX) return ErrnoError(ENFILE);
   if ((flags & O_TRUNC) != 0 && S_ISREG(node.mode)) {
     if (absl::Status resized = ResizeLocked(node, 0); !resized.ok()) return resized;
@@ -383,6 +393,12 @@ absl::StatusOr<uint64_t> Tmpfs::Write(const Caller& caller, Ino ino, uint64_t of
   if (!pin.ok()) return pin.status();
   meta::Node& node = **pin;
   if (!S_ISREG(node.mode)) return NotRegular(node);
+  // A handle opened before the flag was set still cannot get past it. Over FUSE the
+  // kernel resolves O_APPEND to an offset at the end, so append-only asks for that.
+  if (absl::Status writable = CheckNotImmutable(node); !writable.ok()) return writable;
+  if (IsAppendOnly(node) && (flags & O_APPEND) == 0 && offset != node.size) {
+    return ErrnoError(EPERM, "the file is append-only: writes go at its end");
+  }
   if ((flags & O_APPEND) != 0) offset = node.size;
   if (length == 0) return 0;
   // generic_write_checks: EFBIG at the limit, a short write up to it.
@@ -417,6 +433,10 @@ absl::Status Tmpfs::Fallocate(Ino ino, int mode, uint64_t offset, uint64_t lengt
   absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
   if (!pin.ok()) return pin.status();
   meta::Node& node = **pin;
+  // vfs_fallocate: only a plain allocation on an append-only file, nothing on an
+  // immutable one; both before the type.
+  if (kind != 0 && IsAppendOnly(node)) return ErrnoError(EPERM, "the file is append-only");
+  if (absl::Status writable = CheckNotImmutable(node); !writable.ok()) return writable;
   if (S_ISDIR(node.mode)) return ErrnoError(EISDIR);
   if (S_ISFIFO(node.mode)) return ErrnoError(ESPIPE);
   if (!S_ISREG(node.mode)) return ErrnoError(ENODEV);
@@ -491,6 +511,9 @@ absl::StatusOr<uint64_t> Tmpfs::CopyFileRange(const Caller& caller, Ino in, uint
   const meta::Node& in_node = in == out ? out_node : **in_pin;
   if (S_ISDIR(in_node.mode) || S_ISDIR(out_node.mode)) return ErrnoError(EISDIR);
   if (!S_ISREG(in_node.mode) || !S_ISREG(out_node.mode)) return ErrnoError(EINVAL);
+  // generic_copy_file_checks (immutable); an append-only destination is refused too,
+  // as the kernel refuses it (EBADF) for the O_APPEND it must be open with.
+  if (absl::Status writable = CheckUnguarded(out_node); !writable.ok()) return writable;
   if (in_offset > kMaxFileBytes || out_offset > kMaxFileBytes) return ErrnoError(EINVAL);
   // generic_copy_file_checks: overlapping ranges of one file are EINVAL.
   if (in == out && length > 0 && in_offset < out_offset + length &&

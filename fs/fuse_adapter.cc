@@ -2,6 +2,7 @@
 #include "fs/fuse_adapter.h"
 
 #include <fuse_lowlevel.h>
+#include <linux/fs.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "fs/file_flags.h"
 
 namespace ptmpfs::fs {
 
@@ -101,6 +103,12 @@ void ReplyEntry(fuse_req_t req, const absl::StatusOr<Attr>& attr) {
 void ReplyStatus(fuse_req_t req, const absl::Status& status) {
   if (!status.ok()) return ReplyError(req, status);
   fuse_reply_err(req, 0);
+}
+
+// An ioctl that moves no data out: its success is an empty ioctl reply.
+void ReplyIoctlStatus(fuse_req_t req, const absl::Status& status) {
+  if (!status.ok()) return ReplyError(req, status);
+  fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 
 void ReplyAttr(fuse_req_t req, const absl::StatusOr<Attr>& attr) {
@@ -519,12 +527,75 @@ void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 
 // ---- ptmpfs-stat ----
 
-void Ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int command, void*, fuse_file_info*,
-           unsigned flags, const void*, size_t, size_t out_size) {
-  if (ino != kRootIno || command != static_cast<unsigned int>(kIoctlReadFigures) ||
-      (flags & FUSE_IOCTL_COMPAT)) {
-    return ReplyErrno(req, ENOTTY);
+// chattr's flags, as the kernel asks for them (fuse_fileattr_get/set: the file is
+// opened for the ioctl, so `ino` is a regular file or a directory). FS_IOC_*FLAGS
+// carry an int; FS_IOC_FS*XATTR a struct fsxattr, whose other fields tmpfs does
+// not keep (a nonzero one is EOPNOTSUPP, as for tmpfs).
+uint32_t XflagsOf(uint32_t flags) {
+  uint32_t xflags = 0;
+  if (flags & kImmutableFlag) xflags |= FS_XFLAG_IMMUTABLE;
+  if (flags & kAppendFlag) xflags |= FS_XFLAG_APPEND;
+  if (flags & kNoDumpFlag) xflags |= FS_XFLAG_NODUMP;
+  if (flags & kNoAtimeFlag) xflags |= FS_XFLAG_NOATIME;
+  return xflags;
+}
+
+void FileFlagsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int command, const void* in,
+                    size_t in_size, size_t out_size) {
+  Tmpfs& fs = FsOf(req);
+  switch (command) {
+    case FS_IOC_GETFLAGS:
+    case FS_IOC_FSGETXATTR: {
+      absl::StatusOr<uint32_t> flags = fs.GetFlags(ino);
+      if (!flags.ok()) return ReplyError(req, flags.status());
+      if (command == FS_IOC_GETFLAGS) {
+        const int value = static_cast<int>(*flags);
+        if (out_size < sizeof(value)) return ReplyErrno(req, EINVAL);
+        fuse_reply_ioctl(req, 0, &value, sizeof(value));
+      } else {
+        fsxattr attributes{};
+        if (out_size < sizeof(attributes)) return ReplyErrno(req, EINVAL);
+        attributes.fsx_xflags = XflagsOf(*flags);
+        fuse_reply_ioctl(req, 0, &attributes, sizeof(attributes));
+      }
+      return;
+    }
+    case FS_IOC_SETFLAGS: {
+      int value;
+      if (in_size < sizeof(value)) return ReplyErrno(req, EINVAL);
+      memcpy(&value, in, sizeof(value));
+      ReplyIoctlStatus(req, fs.SetFlags(CallerOf(req), ino, static_cast<uint32_t>(value)));
+      return;
+    }
+    case FS_IOC_FSSETXATTR: {
+      fsxattr attributes;
+      if (in_size < sizeof(attributes)) return ReplyErrno(req, EINVAL);
+      memcpy(&attributes, in, sizeof(attributes));
+      constexpr uint32_t kKept =
+          FS_XFLAG_IMMUTABLE | FS_XFLAG_APPEND | FS_XFLAG_NODUMP | FS_XFLAG_NOATIME;
+      if ((attributes.fsx_xflags & ~kKept) != 0 || attributes.fsx_extsize != 0 ||
+          attributes.fsx_projid != 0 || attributes.fsx_cowextsize != 0) {
+        return ReplyErrno(req, EOPNOTSUPP);
+      }
+      uint32_t flags = 0;
+      if (attributes.fsx_xflags & FS_XFLAG_IMMUTABLE) flags |= kImmutableFlag;
+      if (attributes.fsx_xflags & FS_XFLAG_APPEND) flags |= kAppendFlag;
+      if (attributes.fsx_xflags & FS_XFLAG_NODUMP) flags |= kNoDumpFlag;
+      if (attributes.fsx_xflags & FS_XFLAG_NOATIME) flags |= kNoAtimeFlag;
+      ReplyIoctlStatus(req, fs.SetFlags(CallerOf(req), ino, flags));
+      return;
+    }
   }
+  ReplyErrno(req, ENOTTY);
+}
+
+void Ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int command, void*, fuse_file_info*,
+           unsigned flags, const void* in, size_t in_size, size_t out_size) {
+  if (flags & FUSE_IOCTL_COMPAT) return ReplyErrno(req, ENOTTY);
+  if (command != static_cast<unsigned int>(kIoctlReadFigures)) {
+    return FileFlagsIoctl(req, ino, command, in, in_size, out_size);
+  }
+  if (ino != kRootIno) return ReplyErrno(req, ENOTTY);
   if (out_size < sizeof(IoctlFigures)) return ReplyErrno(req, EINVAL);
   IoctlFigures figures;
   FillFigures(FsOf(req).ReadFigures(), figures);

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/file_flags.h"
 #include "fs/tmpfs.h"
 
 namespace ptmpfs::fs {
@@ -187,6 +188,8 @@ absl::StatusOr<Attr> Tmpfs::MakeNode(const Caller& caller, Ino parent, absl::str
     refused = ErrnoError(EEXIST);
   } else if (existing.status().code() != absl::StatusCode::kNotFound) {
     refused = MetaErrno(existing.status());
+  } else if (IsImmutable(directory)) {  // may_create: no write permission
+    refused = CheckNotImmutable(directory);
   } else if (S_ISDIR(mode) && directory.nlink >= kMaxLinks) {
     refused = ErrnoError(EMLINK);
   }
@@ -223,6 +226,7 @@ absl::StatusOr<Attr> Tmpfs::MakeNode(const Caller& caller, Ino parent, absl::str
     return inherited;
   }
   if (S_ISCHR(mode) || S_ISBLK(mode)) node.rdev = rdev;
+  node.flags = static_cast<uint16_t>(directory.flags & kInheritedFlags);
   if (S_ISDIR(mode)) node.dir.parent = parent;
   if (S_ISLNK(mode)) {
     // From here the node owns the blob: NodeStore::Free releases it.
@@ -302,7 +306,9 @@ absl::StatusOr<Attr> Tmpfs::Link(Ino ino, Ino new_parent, absl::string_view new_
   } else if (existing.status().code() != absl::StatusCode::kNotFound) {
     return MetaErrno(existing.status());
   }
+  if (absl::Status writable = CheckNotImmutable(directory); !writable.ok()) return writable;
   if (S_ISDIR(node.mode)) return ErrnoError(EPERM, "hard links to directories");
+  if (absl::Status linkable = CheckUnguarded(node); !linkable.ok()) return linkable;
   // An unlinked file cannot get a name back (no O_TMPFILE here: I_LINKABLE is never set).
   if (node.nlink == 0) return ErrnoError(ENOENT);
   if (node.nlink >= kMaxLinks) return ErrnoError(EMLINK);
@@ -333,6 +339,9 @@ absl::Status Tmpfs::RemoveName(Ino parent, absl::string_view name, bool director
     absl::StatusOr<vm::Pin<meta::Node>> pinned = PinNode(child, vm::Access::kWrite);
     if (!pinned.ok()) return pinned.status();
     meta::Node& node = **pinned;
+    // may_delete: the directory neither immutable nor append-only, nor the node.
+    if (absl::Status removable = CheckMayRemoveFrom(**dir); !removable.ok()) return removable;
+    if (absl::Status removable = CheckUnguarded(node); !removable.ok()) return removable;
     if (directory) {
       if (!S_ISDIR(node.mode)) return ErrnoError(ENOTDIR);
       if (child == kRootIno) return ErrnoError(EBUSY);

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "fs/file_flags.h"
 #include "fs/tmpfs.h"
 
 namespace ptmpfs::fs {
@@ -130,6 +131,20 @@ absl::Status Tmpfs::RenameLocked(const Caller& caller, Ino parent, absl::string_
 
   // Checks, in the order do_renameat2 / vfs_rename / shmem_rename2 make them.
   if (to_dir.nlink == 0) return ErrnoError(ENOENT, "the directory was removed");
+  // may_delete of the source; of the target if there is one, else may_create there
+  // (file_flags.h).
+  if (absl::Status movable = CheckMayRemoveFrom(from_dir); !movable.ok()) return movable;
+  if (absl::Status movable = CheckUnguarded(node); !movable.ok()) return movable;
+  if (target != 0) {
+    if (absl::Status replaceable = CheckMayRemoveFrom(to_dir); !replaceable.ok()) {
+      return replaceable;
+    }
+    if (absl::Status replaceable = CheckUnguarded(*replaced); !replaceable.ok()) {
+      return replaceable;
+    }
+  } else if (absl::Status writable = CheckNotImmutable(to_dir); !writable.ok()) {
+    return writable;
+  }
   if (target != 0 && !exchange) {
     if (source_is_dir && !target_is_dir) return ErrnoError(ENOTDIR);
     if (!source_is_dir && target_is_dir) return ErrnoError(EISDIR);

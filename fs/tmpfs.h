@@ -12,8 +12,9 @@
 //   names.cc       lookup, forget, mknod, mkdir, symlink, readlink, link, unlink,
 //                  rmdir, readdir
 //   rename.cc      rename with RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT
-//   attributes.cc  getattr, setattr (chmod, chown, truncate, utimens), statfs,
-//                  access checks
+//   attributes.cc  getattr, setattr (chmod, chown, truncate, utimens), chattr's
+//                  flags (enforced where each operation checks: file_flags.h),
+//                  statfs, access checks
 //   data.cc        open, create, release, read, write, fallocate, lseek,
 //                  copy_file_range, fsync
 //   xattrs.cc      extended attributes and POSIX ACLs
@@ -226,6 +227,11 @@ class Tmpfs {
   // attributes.cc
   absl::StatusOr<Attr> GetAttr(Ino ino);
   absl::StatusOr<Attr> SetAttr(const Caller& caller, Ino ino, const SetAttrRequest& request);
+  // chattr's flags (file_flags.h), as FS_IOC_GETFLAGS and FS_IOC_SETFLAGS see them.
+  // Setting takes the owner or root, and root to change immutable or append-only;
+  // a flag beyond the four kept is EOPNOTSUPP. Sets ctime.
+  absl::StatusOr<uint32_t> GetFlags(Ino ino);
+  absl::Status SetFlags(const Caller& caller, Ino ino, uint32_t flags);
   struct statvfs StatFs();
   // The node with this number and generation, or ESTALE (export support).
   absl::StatusOr<Attr> ResolveHandle(Ino ino, uint64_t generation);

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "fs/file_flags.h"
 #include "fs/tmpfs.h"
 
 namespace ptmpfs::fs {
@@ -287,6 +288,8 @@ absl::Status Tmpfs::SetXattr(Ino ino, absl::string_view name, absl::string_view 
   absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
   if (!pin.ok()) return pin.status();
   meta::Node& node = **pin;
+  // xattr_permission: an immutable or append-only node's xattrs (and ACLs) stay.
+  if (absl::Status writable = CheckUnguarded(node); !writable.ok()) return writable;
   if (*space == Namespace::kUser && !S_ISREG(node.mode) && !S_ISDIR(node.mode)) {
     return ErrnoError(EPERM);
   }
@@ -363,6 +366,8 @@ absl::Status Tmpfs::RemoveXattr(Ino ino, absl::string_view name) {
   absl::StatusOr<vm::Pin<meta::Node>> pin = PinNode(ino, vm::Access::kWrite);
   if (!pin.ok()) return pin.status();
   meta::Node& node = **pin;
+  // xattr_permission: an immutable or append-only node's xattrs (and ACLs) stay.
+  if (absl::Status writable = CheckUnguarded(node); !writable.ok()) return writable;
   if (*space == Namespace::kUser && !S_ISREG(node.mode) && !S_ISDIR(node.mode)) {
     return ErrnoError(EPERM);
   }

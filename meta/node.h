@@ -43,7 +43,8 @@ using Ino = uint64_t;
 inline constexpr Ino kRootIno = 1;
 
 struct Node {
-  uint32_t mode = 0;  // S_IFMT type and permission bits
+  uint16_t mode = 0;   // S_IFMT type and permission bits (all of mode_t's 16 in use)
+  uint16_t flags = 0;  // chattr's inode flags (FS_*_FL) that fs/ keeps: fs/file_flags.h
   uint32_t nlink = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;

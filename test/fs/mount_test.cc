@@ -11,6 +11,7 @@
 #include <linux/magic.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -367,6 +368,71 @@ TEST_F(MountTest, WriteByAnotherUserClearsSuidButRootKeepsIt) {
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0777u) << "another user's write clears them";
   EXPECT_EQ(ReadFile(path), "z");
+}
+
+// chattr's flags pass through the kernel's FS_IOC_*FLAGS and FS_IOC_FS*XATTR ioctls
+// to the daemon, which keeps and enforces them (fs/file_flags.h).
+TEST_F(MountTest, ChattrFlagsAreKeptAndEnforced) {
+  const std::string path = Path("guarded");
+  WriteFile(path, "kept");
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  int flags = FS_IMMUTABLE_FL | FS_NODUMP_FL;
+  ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0) << strerror(errno);
+  flags = 0;
+  ASSERT_EQ(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0) << strerror(errno);
+  EXPECT_EQ(flags, FS_IMMUTABLE_FL | FS_NODUMP_FL);
+  fsxattr attributes{};
+  ASSERT_EQ(ioctl(fd, FS_IOC_FSGETXATTR, &attributes), 0) << strerror(errno);
+  EXPECT_EQ(attributes.fsx_xflags, uint32_t{FS_XFLAG_IMMUTABLE | FS_XFLAG_NODUMP});
+
+  EXPECT_EQ(open(path.c_str(), O_WRONLY), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(unlink(path.c_str()), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(rename(path.c_str(), Path("moved").c_str()), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(chmod(path.c_str(), 0600), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(setxattr(path.c_str(), "user.a", "1", 1, 0), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(ReadFile(path), "kept");
+
+  // Another user may not change them (the kernel asks for the owner, and for
+  // CAP_LINUX_IMMUTABLE to clear immutable).
+  const pid_t child = fork();
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    int cleared = 0;
+    _exit(ioctl(fd, FS_IOC_SETFLAGS, &cleared) == -1 && errno == EPERM ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+
+  // Through FS_IOC_FSSETXATTR (xfs_io's chattr): append-only instead.
+  attributes.fsx_xflags = FS_XFLAG_APPEND;
+  ASSERT_EQ(ioctl(fd, FS_IOC_FSSETXATTR, &attributes), 0) << strerror(errno);
+  ASSERT_EQ(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+  EXPECT_EQ(flags, FS_APPEND_FL);
+  EXPECT_EQ(open(path.c_str(), O_WRONLY), -1);
+  EXPECT_EQ(errno, EPERM);
+  const int append = open(path.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(append, 0) << strerror(errno);
+  EXPECT_EQ(write(append, "+more", 5), 5);
+  close(append);
+  EXPECT_EQ(ReadFile(path), "kept+more");
+  EXPECT_EQ(truncate(path.c_str(), 0), -1);
+  EXPECT_EQ(errno, EPERM);
+  int unsupported = FS_COMPR_FL;
+  EXPECT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &unsupported), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+
+  flags = 0;
+  ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+  close(fd);
+  EXPECT_EQ(unlink(path.c_str()), 0) << strerror(errno);
 }
 
 TEST_F(MountTest, StatToolPrintsFigures) {
