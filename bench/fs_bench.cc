@@ -42,7 +42,8 @@
 //
 // Beside each figure (measured over the phase alone):
 //   peak RSS      the daemon's VmHWM, reset before the phase (/proc/PID/clear_refs 5);
-//   cpu/op        the daemon's user+system time per operation (/proc/PID/stat);
+//   cpu/op        the daemon's user+system time per operation (/proc/PID/stat), and of
+//                 it the pager thread's (the thread named ptmpfs-pager);
 //   slab          growth of the kernel's fuse_inode and dentry caches (/proc/slabinfo:
 //                 slabs x pages per slab), and of SUnreclaim (/proc/meminfo): both caches
 //                 are reclaimable, so SUnreclaim should not grow per file;
@@ -95,6 +96,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -317,9 +319,9 @@ bool DropDentriesAndInodes() {
   return WriteSmallFile("/proc/sys/vm/drop_caches", "2");
 }
 
-// user + system time of a process, all its threads, in seconds.
-double ProcessCpuSeconds(pid_t pid) {
-  const std::string stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
+// user + system time in a /proc/.../stat file, in seconds.
+double StatCpuSeconds(const std::string& path) {
+  const std::string stat = ReadWholeFile(path);
   const size_t paren = stat.rfind(')');
   if (paren == std::string::npos) return 0;
   std::vector<absl::string_view> words =
@@ -330,6 +332,26 @@ double ProcessCpuSeconds(pid_t pid) {
   absl::SimpleAtoi(words[11], &utime);
   absl::SimpleAtoi(words[12], &stime);
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// user + system time of a process, all its threads, in seconds.
+double ProcessCpuSeconds(pid_t pid) { return StatCpuSeconds(absl::StrCat("/proc/", pid, "/stat")); }
+
+// The same for the process's threads named `name` (ptmpfs names its pager thread).
+double ThreadCpuSeconds(pid_t pid, absl::string_view name) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return 0;
+  double seconds = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const std::string task = absl::StrCat(tasks, "/", entry->d_name);
+    if (absl::StripTrailingAsciiWhitespace(ReadWholeFile(task + "/comm")) == name) {
+      seconds += StatCpuSeconds(task + "/stat");
+    }
+  }
+  closedir(dir);
+  return seconds;
 }
 
 uint64_t StatusBytes(pid_t pid, absl::string_view key) {
@@ -525,6 +547,7 @@ struct Measurement {
   double bytes = 0;  // data phases: bytes moved
   uint64_t errors = 0;
   double daemon_cpu_seconds = 0;
+  double pager_cpu_seconds = 0;  // of it, the pager thread's
   uint64_t peak_rss = 0;
   int64_t fuse_inode_growth = 0;
   int64_t dentry_growth = 0;
@@ -542,6 +565,7 @@ struct Measurement {
 
 struct Snapshot {
   double cpu = 0;
+  double pager_cpu = 0;
   uint64_t fuse_inode = 0, dentry = 0, sunreclaim = 0, sreclaimable = 0;
   std::map<std::string, uint64_t> figures;
 };
@@ -549,6 +573,7 @@ struct Snapshot {
 Snapshot Take(const Mounted& mount) {
   Snapshot s;
   s.cpu = ProcessCpuSeconds(mount.pid());
+  s.pager_cpu = ThreadCpuSeconds(mount.pid(), "ptmpfs-pager");
   s.fuse_inode = SlabBytes("fuse_inode");
   s.dentry = SlabBytes("dentry");
   s.sunreclaim = MeminfoBytes("SUnreclaim");
@@ -627,6 +652,7 @@ Measurement MeasurePhase(const Mounted& mount, const std::string& swap_path, int
   m.seconds = std::chrono::duration<double>(end - begin).count();
   m.errors = errors.load();
   m.daemon_cpu_seconds = after.cpu - before.cpu;
+  m.pager_cpu_seconds = after.pager_cpu - before.pager_cpu;
   m.peak_rss = StatusBytes(mount.pid(), "VmHWM");
   m.fuse_inode_growth = static_cast<int64_t>(after.fuse_inode - before.fuse_inode);
   m.dentry_growth = static_cast<int64_t>(after.dentry - before.dentry);
@@ -708,10 +734,13 @@ void Record(const std::string& regime, const std::string& op, int threads,
   row.target = Target(regime, op);
   row.runs[subject].push_back(m);
   const double value = data ? m.mib_per_s() : m.rate();
-  printf("  %-12s %-14s T=%d %-13s %10.0f %s  (%.0f ops in %.2f s; daemon %.1f us/op; "
-         "peak RSS %.1f MiB; fuse_inode %+.1f MiB, dentry %+.1f MiB, SUnreclaim %+.1f MiB",
+  printf("  %-12s %-14s T=%d %-13s %10.0f %s  (%.0f ops in %.2f s; daemon %.1f us/op",
          regime.c_str(), op.c_str(), threads, subject.c_str(), value, row.unit.c_str(), m.ops,
-         m.seconds, m.daemon_cpu_seconds * 1e6 / std::max(1.0, m.ops),
+         m.seconds, m.daemon_cpu_seconds * 1e6 / std::max(1.0, m.ops));
+  if (subject != "nullfs") {
+    printf(" (pager thread %.1f)", m.pager_cpu_seconds * 1e6 / std::max(1.0, m.ops));
+  }
+  printf("; peak RSS %.1f MiB; fuse_inode %+.1f MiB, dentry %+.1f MiB, SUnreclaim %+.1f MiB",
          static_cast<double>(m.peak_rss) / kMiB, static_cast<double>(m.fuse_inode_growth) / kMiB,
          static_cast<double>(m.dentry_growth) / kMiB,
          static_cast<double>(m.sunreclaim_growth) / kMiB);

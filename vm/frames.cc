@@ -131,6 +131,7 @@ void Frames::FreeLocked(FrameNumber first, int order) {
     FrameDesc& desc = descs_[f];
     desc.state.store(FrameState::kFreeTail, std::memory_order_relaxed);
     desc.owner = nullptr;
+    desc.entry = nullptr;
     desc.swap_slot = kNoSlot;
     desc.order = 0;
   }

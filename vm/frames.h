@@ -79,6 +79,9 @@ struct alignas(64) FrameDesc {
   FrameNumber next = kNoFrame;
   PageTable* owner = nullptr;  // reverse map, valid in kPage; set under the busy bit
   PageIndex index = 0;
+  // The page's entry in owner, as owner->Find(index) returns it (entries never move:
+  // page_table.h, invariant 1): the pager's look at a frame walks no radix tree.
+  Entry* entry = nullptr;
   uint64_t swap_slot = kNoSlot;  // a clean copy kept in swap (first slot of the page)
 };
 

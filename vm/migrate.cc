@@ -52,7 +52,7 @@ bool Pager::MigrateFrame(FrameNumber source) {
       from.state.load(std::memory_order_relaxed) != FrameState::kPage || from.order != 0) {
     return false;
   }
-  Entry* entry = from.owner->Find(from.index);
+  Entry* entry = from.entry;
   uint64_t pte = entry->load(std::memory_order_acquire);
   if (!Pte::IsResidentIdle(pte) || Pte::Payload(pte) != source) return false;
   if (!entry->compare_exchange_strong(pte, pte | Pte::kBusy, std::memory_order_seq_cst)) {
@@ -78,11 +78,13 @@ bool Pager::MigrateFrame(FrameNumber source) {
   FrameDesc& to = frames.desc(*dest);
   to.owner = from.owner;
   to.index = from.index;
+  to.entry = from.entry;
   to.swap_slot = from.swap_slot;
   to.order = 0;
   to.state.store(FrameState::kPage, std::memory_order_relaxed);
   ReplaceInQueue(source, *dest);
   from.owner = nullptr;
+  from.entry = nullptr;
   from.swap_slot = kNoSlot;
   from.state.store(FrameState::kReserved, std::memory_order_relaxed);
   release(Pte::Make(Pte::kResident, *dest) | (pte & (Pte::kReferenced | Pte::kDirty)));

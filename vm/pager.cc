@@ -170,17 +170,15 @@ void Pager::BalanceQueues() {
     FrameNumber frame = active_.head;
     FrameDesc& desc = vm_.frames().desc(frame);
     Unlink(frame);
-    if (Entry* entry = desc.owner->Find(desc.index)) {
-      entry->fetch_and(~Pte::kReferenced, std::memory_order_relaxed);
-    }
+    desc.entry->fetch_and(~Pte::kReferenced, std::memory_order_relaxed);
     PushTail(inactive_, FrameQueue::kInactive, frame);
   }
 }
 
 bool Pager::TryTake(FrameNumber frame, Victim* victim) {
   FrameDesc& desc = vm_.frames().desc(frame);
-  Entry* entry = desc.owner->Find(desc.index);
-  assert(entry != nullptr);
+  Entry* entry = desc.entry;
+  assert(entry != nullptr && entry == desc.owner->Find(desc.index));
   uint64_t pte = entry->load(std::memory_order_acquire);
   auto keep = [&] {
     Unlink(frame);
@@ -271,7 +269,7 @@ bool Pager::HeadIsDirty() const {
   const FrameNumber frame = inactive_.head;
   if (frame == kNoFrame) return false;
   const FrameDesc& desc = vm_.frames().desc(frame);
-  return (desc.owner->Find(desc.index)->load(std::memory_order_relaxed) & Pte::kDirty) != 0;
+  return (desc.entry->load(std::memory_order_relaxed) & Pte::kDirty) != 0;
 }
 
 uint64_t Pager::EvictClean(absl::Span<const Victim> batch) {

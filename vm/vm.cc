@@ -235,6 +235,7 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
   FrameDesc& head = frames_->desc(frame);
   head.owner = &table;
   head.index = index;
+  head.entry = &entry;
   head.swap_slot = kept_slot;
   head.order = static_cast<uint8_t>(order);
   head.state.store(FrameState::kPage, std::memory_order_relaxed);
