@@ -41,6 +41,7 @@ void FillFigures(const Tmpfs::Figures& figures, IoctlFigures& out) {
       vm.pin_waits,
       figures.nodes,
       figures.dirents,
+      vm.pagein_ios,
   };
   static_assert(sizeof(values) / sizeof(values[0]) == kFigureCount);
   std::copy(std::begin(values), std::end(values), out.values);

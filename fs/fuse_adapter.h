@@ -50,7 +50,7 @@ inline constexpr const char* kFigureNames[] = {
     "zero_fills",        "pageins",           "pageouts",
     "pageout_ios",       "clean_evictions",   "migrations",
     "checksum_failures", "pin_waits",         "nodes",
-    "dirents",
+    "dirents",           "pagein_ios",
 };
 inline constexpr size_t kFigureCount = sizeof(kFigureNames) / sizeof(kFigureNames[0]);
 

@@ -154,6 +154,11 @@ void Pager::Activate(FrameNumber head) {
   PushTail(active_, FrameQueue::kActive, head);
 }
 
+void Pager::ActivateRun(absl::Span<const FrameNumber> heads) {
+  absl::MutexLock lock(&queue_mu_);
+  for (FrameNumber head : heads) PushTail(active_, FrameQueue::kActive, head);
+}
+
 void Pager::Remove(FrameNumber head) {
   absl::MutexLock lock(&queue_mu_);
   Unlink(head);

@@ -88,6 +88,7 @@ class Pager {
 
   // Queue membership (REQUIRES: the caller holds the page's busy bit).
   void Activate(FrameNumber head);  // puts a newly resident page on the active tail
+  void ActivateRun(absl::Span<const FrameNumber> heads);  // the same, one lock for all
   void Remove(FrameNumber head);    // takes a page off whatever queue holds it
   // Migration (migrate.cc): moves the unwired order-0 page in `source` to a free
   // frame outside it; the entry keeps its kind and bits, only the frame changes.

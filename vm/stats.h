@@ -26,6 +26,7 @@ struct StatsSnapshot {
   uint64_t pageins = 0;          // pages read back from swap
   uint64_t pageouts = 0;         // pages written to swap
   uint64_t pageout_ios = 0;      // pwritev calls (pageouts / pageout_ios = cluster size)
+  uint64_t pagein_ios = 0;       // reads from swap (pageins / pagein_ios: read-around)
   uint64_t clean_evictions = 0;  // pages evicted without a write
   uint64_t migrations = 0;       // frames moved to make an aligned run
   uint64_t checksum_failures = 0;
@@ -38,6 +39,7 @@ struct Stats {
   std::atomic<uint64_t> pageins{0};
   std::atomic<uint64_t> pageouts{0};
   std::atomic<uint64_t> pageout_ios{0};
+  std::atomic<uint64_t> pagein_ios{0};
   std::atomic<uint64_t> clean_evictions{0};
   std::atomic<uint64_t> migrations{0};
   std::atomic<uint64_t> checksum_failures{0};

@@ -406,7 +406,7 @@ absl::Status Swap::Write(uint64_t first, void* const* pages, int count) {
   return absl::OkStatus();
 }
 
-absl::Status Swap::Read(uint64_t first, void* const* pages, int count) {
+absl::Status Swap::Read(uint64_t first, void* const* pages, int count, bool count_failures) {
   assert(count > 0);
   if (count <= 0 || first >= slot_count_ || static_cast<uint64_t>(count) > slot_count_ - first) {
     return absl::InvalidArgumentError(
@@ -436,14 +436,15 @@ absl::Status Swap::Read(uint64_t first, void* const* pages, int count) {
   for (int i = 0; i < count; ++i) {
     if (PageChecksum(pages[i]) !=
         std::atomic_ref<uint64_t>(checksums_[first + i]).load(std::memory_order_relaxed)) {
-      return ReportChecksumMismatch(first, pages, count);
+      return ReportChecksumMismatch(first, pages, count, count_failures);
     }
   }
   return absl::OkStatus();
 }
 
 // The slow path of Read: counts every bad slot of the cluster and names the first.
-absl::Status Swap::ReportChecksumMismatch(uint64_t first, void* const* pages, int count) {
+absl::Status Swap::ReportChecksumMismatch(uint64_t first, void* const* pages, int count,
+                                          bool count_failures) {
   int bad_slots = 0;
   uint64_t first_bad = 0;
   uint64_t stored = 0;
@@ -459,7 +460,7 @@ absl::Status Swap::ReportChecksumMismatch(uint64_t first, void* const* pages, in
       computed = actual;
     }
   }
-  checksum_failures_.fetch_add(bad_slots, std::memory_order_relaxed);
+  if (count_failures) checksum_failures_.fetch_add(bad_slots, std::memory_order_relaxed);
   std::string message = absl::StrFormat(
       "swap slot %d: checksum mismatch (stored %016x, read %016x)", first_bad, stored, computed);
   if (bad_slots > 1) absl::StrAppend(&message, " and ", bad_slots - 1, " more slots after it");

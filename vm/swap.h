@@ -119,8 +119,10 @@ class Swap {
   // checksum: DataLoss naming the slot on a mismatch (each bad slot is counted in
   // checksum_failures()), DataLoss on EIO, Internal on other I/O errors, and
   // FailedPrecondition for a slot never written since it was allocated (a caller bug).
+  // A speculative read (read-around, whose caller reads each page again alone on any
+  // error) counts no failure: `count_failures` false.
   // REQUIRES: count > 0; the slots are allocated and were written.
-  absl::Status Read(uint64_t first, void* const* pages, int count);
+  absl::Status Read(uint64_t first, void* const* pages, int count, bool count_failures = true);
 
   uint64_t checksum_failures() const { return checksum_failures_.load(std::memory_order_relaxed); }
 
@@ -136,7 +138,8 @@ class Swap {
   absl::Status EnableDirectIo();
   absl::Status AddBackedSpan(uint64_t first, uint64_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(backing_mu_);
-  absl::Status ReportChecksumMismatch(uint64_t first, void* const* pages, int count);
+  absl::Status ReportChecksumMismatch(uint64_t first, void* const* pages, int count,
+                                      bool count_failures);
 
   std::string path_;  // set once by Open
   int fd_ = -1;       // set once by Open

@@ -148,6 +148,7 @@ absl::Status UbcWindow::MapSlow(AnonObject& object) {
     }
   }
 
+  bool read_around = true;
   for (uint64_t i = 0; i < page_count; ++i) {
     const PageIndex index = first_page_ + i;
     Entry* entry = table.Find(index);
@@ -164,6 +165,24 @@ absl::Status UbcWindow::MapSlow(AnonObject& object) {
         pages_[i] = WindowPage{entry, frame};
         continue;
       }
+    }
+    // Read-around: a read of pages that went to swap together reads them back with
+    // one I/O, not one per page (what sequential reads past the budget are made of).
+    if (read_around && access_ == Access::kRead && Pte::KindOf(pte) == Pte::kSwapped &&
+        !Pte::IsBusy(pte) && table.page_order() == 0 && i + 1 < page_count) {
+      FrameNumber run[Vm::kMaxReadAround];
+      const int wired = vm.WireSwappedRun(
+          table, index, static_cast<int>(std::min<uint64_t>(page_count - i, Vm::kMaxReadAround)),
+          run);
+      for (int k = 0; k < wired; ++k) {
+        // A wired page's descriptor names its entry and cannot change under us.
+        pages_[i + k] = WindowPage{vm.frames().desc(run[k]).entry, run[k]};
+      }
+      if (wired > 0) {
+        i += static_cast<uint64_t>(wired) - 1;
+        continue;
+      }
+      if (wired < 0) read_around = false;  // a bad slot: page by page from here
     }
     // A page the range wholly covers is about to be written in full: a zero-fill
     // fault need not zero it (Access::kOverwrite; the header's contract).

@@ -20,6 +20,11 @@
 // Physically contiguous frames of neighbouring pages coalesce into one iovec entry;
 // the first and last entries are trimmed to the byte range.
 //
+// Read-around. A read window whose pages went to swap in one cluster (neighbouring
+// pages in consecutive slots, as the pager writes them) reads them back with one
+// I/O of up to Vm::kMaxReadAround pages (Vm::WireSwappedRun), not one per page;
+// anything else about them (an unreadable slot) falls back to the page-by-page path.
+//
 // A window spans at most kMaxPages = 257 pages: FUSE's max_write of 1 MiB (256 pages)
 // at an offset that is not page-aligned touches 257. Its page list and iovecs stay in
 // the window object up to kInlinePages pages (32 KiB: most reads of small files), on

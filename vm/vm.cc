@@ -81,6 +81,7 @@ StatsSnapshot Vm::ReadStats() const {
   s.pageins = stats_.pageins.load(std::memory_order_relaxed);
   s.pageouts = stats_.pageouts.load(std::memory_order_relaxed);
   s.pageout_ios = stats_.pageout_ios.load(std::memory_order_relaxed);
+  s.pagein_ios = stats_.pagein_ios.load(std::memory_order_relaxed);
   s.clean_evictions = stats_.clean_evictions.load(std::memory_order_relaxed);
   s.migrations = stats_.migrations.load(std::memory_order_relaxed);
   s.pin_waits = stats_.pin_waits.load(std::memory_order_relaxed);
@@ -227,6 +228,7 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
       return give_up(read);
     }
     Stats::Bump(stats_.pageins, frames_per_page);
+    Stats::Bump(stats_.pagein_ios);
   } else {
     if (access != Access::kOverwrite) memset(base, 0, frames_per_page * kPageSize);
     Stats::Bump(stats_.zero_fills);
@@ -249,6 +251,74 @@ absl::StatusOr<FrameNumber> Vm::FaultIn(PageTable& table, PageIndex index, Entry
               std::memory_order_release);
   entry.notify_all();
   return frame;
+}
+
+int Vm::WireSwappedRun(PageTable& table, PageIndex first, int count, FrameNumber* frames) {
+  assert(table.page_order() == 0 && count <= kMaxReadAround);
+  if (swap_ == nullptr) return 0;
+  count = std::min(count, kMaxReadAround);
+  Entry* entries[kMaxReadAround];
+  uint64_t ptes[kMaxReadAround];
+  uint64_t first_slot = 0;
+  int taken = 0;
+  // Busy page by page, as WireSlow takes one; the run ends where the slots stop
+  // following each other.
+  for (; taken < count; ++taken) {
+    Entry* entry = table.Find(first + taken);
+    if (entry == nullptr) break;
+    uint64_t pte = entry->load(std::memory_order_acquire);
+    if (Pte::IsBusy(pte) || Pte::KindOf(pte) != Pte::kSwapped) break;
+    if (taken > 0 && Pte::Payload(pte) != first_slot + taken) break;
+    if (!entry->compare_exchange_strong(pte, pte | Pte::kBusy, std::memory_order_acq_rel)) break;
+    if (taken == 0) first_slot = Pte::Payload(pte);
+    entries[taken] = entry;
+    ptes[taken] = pte;
+  }
+  auto give_back = [&](int from) {
+    for (int i = from; i < taken; ++i) {
+      entries[i]->store(ptes[i], std::memory_order_release);
+      entries[i]->notify_all();
+    }
+  };
+  int framed = 0;
+  if (taken >= 2 && WaitForWiredCap().ok()) {
+    for (; framed < taken; ++framed) {
+      absl::StatusOr<FrameNumber> frame = AllocFrames(0);
+      if (!frame.ok()) break;
+      frames[framed] = *frame;
+    }
+  }
+  give_back(framed);
+  taken = framed;
+  void* pages[kMaxReadAround];
+  for (int i = 0; i < taken; ++i) pages[i] = frames_->Address(frames[i]);
+  const bool read = taken >= 2 && swap_->Read(first_slot, pages, taken, /*count_failures=*/false).ok();
+  if (!read) {
+    for (int i = 0; i < taken; ++i) frames_->Free(frames[i], 0);
+    give_back(0);
+    return taken >= 2 ? -1 : 0;
+  }
+  Stats::Bump(stats_.faults, static_cast<uint64_t>(taken));
+  Stats::Bump(stats_.pageins, static_cast<uint64_t>(taken));
+  Stats::Bump(stats_.pagein_ios);
+  for (int i = 0; i < taken; ++i) {
+    // As FaultIn installs a page read back: clean, its slot kept, wired, then published.
+    FrameDesc& desc = frames_->desc(frames[i]);
+    desc.owner = &table;
+    desc.index = first + static_cast<PageIndex>(i);
+    desc.entry = entries[i];
+    desc.swap_slot = first_slot + static_cast<uint64_t>(i);
+    desc.order = 0;
+    desc.state.store(FrameState::kPage, std::memory_order_relaxed);
+    if (desc.wire_count.fetch_add(1, std::memory_order_seq_cst) == 0) wired_count_.Add(1);
+  }
+  pager_->ActivateRun(absl::MakeConstSpan(frames, static_cast<size_t>(taken)));
+  for (int i = 0; i < taken; ++i) {
+    entries[i]->store(Pte::Make(Pte::kResident, frames[i]) | Pte::kReferenced,
+                      std::memory_order_release);
+    entries[i]->notify_all();
+  }
+  return taken;
 }
 
 absl::Status Vm::WaitForWiredCap() {

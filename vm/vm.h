@@ -123,6 +123,18 @@ class Vm {
     return TryWireResident(entry, frame, access);
   }
 
+  // Read-around for UBC windows: wires for reading up to `count` (at most
+  // kMaxReadAround) pages from `first` of a table of order 0 that are in swap in
+  // consecutive slots, as they were paged out together, with one read for them all.
+  // Returns how many it wired, their frames in `frames`: the run ends at the first
+  // page that is not the next slot's, is busy or finds no frame. 0 when it did
+  // nothing (a run shorter than two), -1 when the read failed: either way the caller
+  // wires page by page, which also reports any error for the one page it concerns
+  // (and after -1 had better not read around again, or one bad slot is read anew
+  // for each page before it).
+  static constexpr int kMaxReadAround = 32;
+  int WireSwappedRun(PageTable& table, PageIndex first, int count, FrameNumber* frames);
+
   // Waits for the entry's busy bit to clear; returns the entry's value then.
   static uint64_t WaitNotBusy(Entry& entry);
 

@@ -351,6 +351,87 @@ TEST(UbcWindowTest, CorruptSwapSlotFailsTheWindowWithDataLossAndLeavesNothingWir
   EXPECT_EQ(object.allocated_pages(), 4u);
 }
 
+// --- Read-around ---
+
+// Pages written together go to swap in one cluster, in consecutive slots.
+bool InConsecutiveSlots(AnonObject& object, PageIndex first, uint64_t pages) {
+  uint64_t slot = 0;
+  for (uint64_t i = 0; i < pages; ++i) {
+    const uint64_t pte = object.table().Find(first + i)->load();
+    if (Pte::KindOf(pte) != Pte::kSwapped) return false;
+    if (i > 0 && Pte::Payload(pte) != slot + 1) return false;
+    slot = Pte::Payload(pte);
+  }
+  return true;
+}
+
+TEST(UbcWindowTest, ReadAroundReadsAClusterBackWithOneIoPerRun) {
+  std::unique_ptr<Vm> vm = MakeVm(128);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  const std::string data = Pattern(0, 48 * kPage);
+  WriteThroughWindow(object, 0, data);
+  EvictAll(*vm);
+  ASSERT_TRUE(InConsecutiveSlots(object, 0, 48));
+  const StatsSnapshot before = vm->ReadStats();
+  absl::StatusOr<UbcWindow> window = UbcWindow::Map(object, 100, 48 * kPage - 200, Access::kRead);
+  ASSERT_TRUE(window.ok()) << window.status();
+  std::string bytes(48 * kPage - 200, '\0');
+  window->CopyOut(bytes.data());
+  EXPECT_EQ(bytes, data.substr(100, 48 * kPage - 200));
+  const StatsSnapshot after = vm->ReadStats();
+  EXPECT_EQ(after.pageins - before.pageins, 48u);
+  EXPECT_EQ(after.pagein_ios - before.pagein_ios, 2u);  // 32 pages, then 16
+  EXPECT_EQ(vm->wired_frames(), 48);
+  window->Release(/*dirty=*/false);
+  EXPECT_EQ(vm->wired_frames(), 0);
+  // Read back clean, each page keeps its slot: evicting them again writes nothing.
+  const uint64_t pageouts = vm->ReadStats().pageouts;
+  EvictAll(*vm);
+  EXPECT_EQ(vm->ReadStats().pageouts, pageouts);
+  EXPECT_EQ(ReadThroughWindow(object, 0, 48 * kPage), data);
+}
+
+TEST(UbcWindowTest, ReadAroundStopsAtResidentPagesAndHoles) {
+  std::unique_ptr<Vm> vm = MakeVm(128);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  const std::string data = Pattern(0, 16 * kPage);
+  WriteThroughWindow(object, 0, data);
+  EvictAll(*vm);
+  ASSERT_TRUE(InConsecutiveSlots(object, 0, 16));
+  // Page 5 resident again, pages 10 and 11 punched: runs 0-4, 6-9, 12-15.
+  EXPECT_EQ(ReadThroughWindow(object, 5 * kPage, kPage), data.substr(5 * kPage, kPage));
+  ASSERT_TRUE(object.Punch(10 * kPage, 2 * kPage).ok());
+  const StatsSnapshot before = vm->ReadStats();
+  std::string expected = data;
+  std::fill(expected.begin() + 10 * kPage, expected.begin() + 12 * kPage, '\0');
+  EXPECT_EQ(ReadThroughWindow(object, 0, 16 * kPage), expected);
+  const StatsSnapshot after = vm->ReadStats();
+  EXPECT_EQ(after.pageins - before.pageins, 13u);
+  EXPECT_EQ(after.pagein_ios - before.pagein_ios, 3u);
+  EXPECT_EQ(vm->wired_frames(), 0);
+}
+
+TEST(UbcWindowTest, ReadAroundTakesNoMoreFramesThanThereAre) {
+  // 32 frames, a quarter of them for wires: a 24-page window can never be wired
+  // whole; the read-around must not make it take more than the page-by-page path.
+  std::unique_ptr<Vm> vm = MakeVm(32, /*pager_thread=*/true);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  const std::string data = Pattern(0, 64 * kPage);
+  for (uint64_t page = 0; page < 64; page += 4) {
+    WriteThroughWindow(object, page * kPage, data.substr(page * kPage, 4 * kPage));
+  }
+  EvictAll(*vm);
+  for (uint64_t page = 0; page < 64; page += 4) {
+    EXPECT_EQ(ReadThroughWindow(object, page * kPage, 4 * kPage),
+              data.substr(page * kPage, 4 * kPage));
+  }
+  EXPECT_EQ(vm->wired_frames(), 0);
+  EXPECT_EQ(vm->ReadStats().checksum_failures, 0u);
+}
+
 TEST(UbcWindowTest, FailedWriteWindowFreesTheHolesItAllocated) {
   std::unique_ptr<Vm> vm = MakeVm(64);
   ASSERT_NE(vm, nullptr);
