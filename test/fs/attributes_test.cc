@@ -11,6 +11,7 @@
 #include "fs/errno_status.h"
 #include "fs/tmpfs.h"
 #include "gtest/gtest.h"
+#include "test/fs/test_tmpfs.h"
 
 namespace ptmpfs::fs {
 namespace {
@@ -21,14 +22,7 @@ constexpr Caller kOther{.uid = 2000, .gid = 2000};
 constexpr uint64_t kPage = 4096;
 
 std::unique_ptr<Tmpfs> MakeFs(uint64_t size_bytes = 0, uint64_t max_inodes = 0) {
-  Tmpfs::Options options;
-  options.vm.ram_bytes = 4 << 20;
-  options.vm.swap.size_bytes = 256 << 20;
-  options.size_bytes = size_bytes;
-  options.max_inodes = max_inodes;
-  absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-  EXPECT_TRUE(fs.ok()) << fs.status();
-  return *std::move(fs);
+  return MakeTestTmpfs(uint64_t{256} << 20, size_bytes, max_inodes);
 }
 
 SetAttrRequest SizeRequest(uint64_t size, bool from_open_file = false) {

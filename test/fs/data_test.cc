@@ -19,6 +19,7 @@
 #include "fs/errno_status.h"
 #include "fs/tmpfs.h"
 #include "gtest/gtest.h"
+#include "test/fs/test_tmpfs.h"
 
 namespace ptmpfs::fs {
 namespace {
@@ -29,13 +30,7 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kMaxFile = static_cast<uint64_t>(LLONG_MAX);
 
 std::unique_ptr<Tmpfs> MakeFs(uint64_t size_bytes = 0) {
-  Tmpfs::Options options;
-  options.vm.ram_bytes = 4 << 20;
-  options.vm.swap.size_bytes = 256 << 20;
-  options.size_bytes = size_bytes;
-  absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-  EXPECT_TRUE(fs.ok()) << fs.status();
-  return *std::move(fs);
+  return MakeTestTmpfs(uint64_t{256} << 20, size_bytes);
 }
 
 class DataTest : public ::testing::Test {

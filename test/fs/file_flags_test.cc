@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 #include "fs/tmpfs.h"
 #include "gtest/gtest.h"
+#include "test/fs/test_tmpfs.h"
 
 namespace ptmpfs::fs {
 namespace {
@@ -29,14 +30,7 @@ static_assert(kImmutableFlag == FS_IMMUTABLE_FL && kAppendFlag == FS_APPEND_FL &
 
 class FileFlagsTest : public ::testing::Test {
  protected:
-  FileFlagsTest() {
-    Tmpfs::Options options;
-    options.vm.ram_bytes = 4 << 20;
-    options.vm.swap.size_bytes = 64 << 20;
-    absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-    EXPECT_TRUE(fs.ok()) << fs.status();
-    fs_ = *std::move(fs);
-  }
+  FileFlagsTest() : fs_(MakeTestTmpfs(uint64_t{64} << 20)) {}
 
   Ino Make(Ino parent, absl::string_view name, mode_t mode, const Caller& caller = kRoot) {
     absl::StatusOr<Attr> attr = S_ISDIR(mode)

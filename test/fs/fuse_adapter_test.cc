@@ -13,6 +13,7 @@
 
 #include "fs/tmpfs.h"
 #include "gtest/gtest.h"
+#include "test/fs/test_tmpfs.h"
 
 namespace {
 
@@ -63,12 +64,7 @@ constexpr Caller kRoot{};
 class FuseAdapterTest : public ::testing::Test {
  protected:
   FuseAdapterTest() {
-    Tmpfs::Options options;
-    options.vm.ram_bytes = 4 << 20;
-    options.vm.swap.size_bytes = 64 << 20;
-    absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-    EXPECT_TRUE(fs.ok()) << fs.status();
-    fs_ = *std::move(fs);
+    fs_ = MakeTestTmpfs(uint64_t{64} << 20);
     adapter_ = std::make_unique<FuseAdapter>(*fs_, FuseAdapter::Options{});
     session = FakeSession{};
     session.adapter = adapter_.get();

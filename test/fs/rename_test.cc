@@ -16,20 +16,14 @@
 #include "fs/errno_status.h"
 #include "fs/tmpfs.h"
 #include "gtest/gtest.h"
+#include "test/fs/test_tmpfs.h"
 
 namespace ptmpfs::fs {
 namespace {
 
 constexpr Caller kUser{.uid = 1000, .gid = 1000};
 
-std::unique_ptr<Tmpfs> MakeFs() {
-  Tmpfs::Options options;
-  options.vm.ram_bytes = 4 << 20;
-  options.vm.swap.size_bytes = 256 << 20;
-  absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-  EXPECT_TRUE(fs.ok()) << fs.status();
-  return *std::move(fs);
-}
+std::unique_ptr<Tmpfs> MakeFs() { return MakeTestTmpfs(); }
 
 // The node's fields, read straight from the node store (GetAttr is attributes.cc's).
 meta::Node NodeOf(Tmpfs& fs, Ino ino) {

@@ -12,20 +12,14 @@
 #include "fs/errno_status.h"
 #include "fs/tmpfs.h"
 #include "gtest/gtest.h"
+#include "test/fs/test_tmpfs.h"
 
 namespace ptmpfs::fs {
 namespace {
 
 constexpr Caller kRoot{};
 
-std::unique_ptr<Tmpfs> MakeFs() {
-  Tmpfs::Options options;
-  options.vm.ram_bytes = 4 << 20;
-  options.vm.swap.size_bytes = 256 << 20;
-  absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-  EXPECT_TRUE(fs.ok()) << fs.status();
-  return *std::move(fs);
-}
+std::unique_ptr<Tmpfs> MakeFs() { return MakeTestTmpfs(); }
 
 // An ACL in its xattr form: version 2, then {tag, perm, id} entries.
 struct AclEntry {
@@ -298,12 +292,7 @@ TEST_F(XattrsTest, AttributesGoWithTheNode) {
 class FullXattrsTest : public XattrsTest {
  protected:
   FullXattrsTest() {
-    Tmpfs::Options options;
-    options.vm.ram_bytes = 4 << 20;
-    options.vm.swap.size_bytes = 8 << 20;
-    absl::StatusOr<std::unique_ptr<Tmpfs>> fs = Tmpfs::Create(options);
-    EXPECT_TRUE(fs.ok()) << fs.status();
-    fs_ = *std::move(fs);
+    fs_ = MakeTestTmpfs(uint64_t{8} << 20);
     file_ = MakeNode("f", S_IFREG | 0644);
   }
 

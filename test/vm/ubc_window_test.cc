@@ -354,6 +354,18 @@ TEST(UbcWindowTest, CorruptSwapSlotFailsTheWindowWithDataLossAndLeavesNothingWir
 // --- Read-around ---
 
 // Pages written together go to swap in one cluster, in consecutive slots.
+bool InConsecutiveSlots(AnonObject& object, PageIndex first, uint64_t pages);
+
+// Writes `pages` pages of a pattern from the start of `object` and evicts them all:
+// they are in swap, in consecutive slots. Returns what was written.
+std::string WriteAndSwapOut(Vm& vm, AnonObject& object, uint64_t pages) {
+  const std::string data = Pattern(0, pages * kPage);
+  WriteThroughWindow(object, 0, data);
+  EvictAll(vm);
+  EXPECT_TRUE(InConsecutiveSlots(object, 0, pages));
+  return data;
+}
+
 bool InConsecutiveSlots(AnonObject& object, PageIndex first, uint64_t pages) {
   uint64_t slot = 0;
   for (uint64_t i = 0; i < pages; ++i) {
@@ -369,10 +381,7 @@ TEST(UbcWindowTest, ReadAroundReadsAClusterBackWithOneIoPerRun) {
   std::unique_ptr<Vm> vm = MakeVm(128);
   ASSERT_NE(vm, nullptr);
   AnonObject object(*vm);
-  const std::string data = Pattern(0, 48 * kPage);
-  WriteThroughWindow(object, 0, data);
-  EvictAll(*vm);
-  ASSERT_TRUE(InConsecutiveSlots(object, 0, 48));
+  const std::string data = WriteAndSwapOut(*vm, object, 48);
   const StatsSnapshot before = vm->ReadStats();
   absl::StatusOr<UbcWindow> window = UbcWindow::Map(object, 100, 48 * kPage - 200, Access::kRead);
   ASSERT_TRUE(window.ok()) << window.status();
@@ -396,10 +405,7 @@ TEST(UbcWindowTest, ReadAroundStopsAtResidentPagesAndHoles) {
   std::unique_ptr<Vm> vm = MakeVm(128);
   ASSERT_NE(vm, nullptr);
   AnonObject object(*vm);
-  const std::string data = Pattern(0, 16 * kPage);
-  WriteThroughWindow(object, 0, data);
-  EvictAll(*vm);
-  ASSERT_TRUE(InConsecutiveSlots(object, 0, 16));
+  const std::string data = WriteAndSwapOut(*vm, object, 16);
   // Page 5 resident again, pages 10 and 11 punched: runs 0-4, 6-9, 12-15.
   EXPECT_EQ(ReadThroughWindow(object, 5 * kPage, kPage), data.substr(5 * kPage, kPage));
   ASSERT_TRUE(object.Punch(10 * kPage, 2 * kPage).ok());
