@@ -283,8 +283,16 @@ int Vm::WireSwappedRun(PageTable& table, PageIndex first, int count, FrameNumber
   int framed = 0;
   if (taken >= 2 && WaitForWiredCap().ok()) {
     for (; framed < taken; ++framed) {
-      absl::StatusOr<FrameNumber> frame = AllocFrames(0);
-      if (!frame.ok()) break;
+      // The first page is wanted now and may reclaim or wait as any fault does; the
+      // pages after it are a guess, which takes only frames that are free, so that no
+      // one waits on their busy bits for a write-out or a frame.
+      std::optional<FrameNumber> frame;
+      if (framed > 0) {
+        frame = TakeFreeFrames(0);
+      } else if (absl::StatusOr<FrameNumber> wanted = AllocFrames(0); wanted.ok()) {
+        frame = *wanted;
+      }
+      if (!frame.has_value()) break;
       frames[framed] = *frame;
     }
   }
@@ -292,7 +300,8 @@ int Vm::WireSwappedRun(PageTable& table, PageIndex first, int count, FrameNumber
   taken = framed;
   void* pages[kMaxReadAround];
   for (int i = 0; i < taken; ++i) pages[i] = frames_->Address(frames[i]);
-  const bool read = taken >= 2 && swap_->Read(first_slot, pages, taken, /*count_failures=*/false).ok();
+  const bool read =
+      taken >= 2 && swap_->Read(first_slot, pages, taken, /*count_failures=*/false).ok();
   if (!read) {
     for (int i = 0; i < taken; ++i) frames_->Free(frames[i], 0);
     give_back(0);
@@ -346,15 +355,19 @@ void Vm::NotifyFrameWaiters() {
   frame_wait_cv_.SignalAll();
 }
 
+std::optional<FrameNumber> Vm::TakeFreeFrames(int order) {
+  std::optional<FrameNumber> frame = frames_->Alloc(order);
+  if (!frame.has_value()) return std::nullopt;
+  if (frames_->free_count() < pager_->low_water()) pager_->Refill();
+  frames_->Populate(*frame);
+  return frame;
+}
+
 absl::StatusOr<FrameNumber> Vm::AllocFrames(int order) {
   const uint64_t run = uint64_t{1} << order;
   absl::Time deadline = absl::InfinitePast();
   for (;;) {
-    if (std::optional<FrameNumber> frame = frames_->Alloc(order)) {
-      if (frames_->free_count() < pager_->low_water()) pager_->Refill();
-      frames_->Populate(*frame);
-      return *frame;
-    }
+    if (std::optional<FrameNumber> frame = TakeFreeFrames(order)) return *frame;
     if (order > 0 && frames_->free_count() >= run) {
       if (std::optional<FrameNumber> frame = MigrateForRun(order)) return *frame;
     }

@@ -167,6 +167,9 @@ class Vm {
   // A run of 2^order frames in state kReserved: from the free lists, by migration,
   // or after reclaim; waits at most frame_wait_ms.
   absl::StatusOr<FrameNumber> AllocFrames(int order);
+  // A run that is free now (refilling free frames from clean pages below the low
+  // watermark, as every allocation does); nullopt rather than reclaim or wait.
+  std::optional<FrameNumber> TakeFreeFrames(int order);
   absl::Status WaitForWiredCap();
   void NotifyFrameWaiters();
   // Releases the frames and slot of a page whose entry this thread holds busy.
