@@ -96,7 +96,7 @@ struct WindowPage {
 
 class UbcWindow {
  public:
-  static constexpr uint64_t kMaxPages = 257;
+  static constexpr uint64_t kMaxPages = Vm::kMaxWindowPages;
   static constexpr size_t kInlinePages = 8;
   using Pages = absl::InlinedVector<WindowPage, kInlinePages>;
   using Iovecs = absl::InlinedVector<iovec, kInlinePages>;

@@ -123,6 +123,11 @@ class Vm {
     return TryWireResident(entry, frame, access);
   }
 
+  // The most pages a UBC window wires at once (UbcWindow::kMaxPages): FUSE's largest
+  // write, 1 MiB, at an offset that is not page-aligned. The pager's low watermark
+  // keeps room for one (vm.cc).
+  static constexpr uint64_t kMaxWindowPages = 257;
+
   // Read-around for UBC windows: wires for reading up to `count` (at most
   // kMaxReadAround) pages from `first` of a table of order 0 that are in swap in
   // consecutive slots, as they were paged out together, with one read for them all.
