@@ -295,12 +295,28 @@ uint64_t Pager::EvictClean(absl::Span<const Victim> batch) {
   return batch.size() * batch.front().table->frames_per_page();
 }
 
+uint64_t Pager::KeptRun(absl::Span<const Victim> cluster, uint64_t slots_per_page) const {
+  const uint64_t first = vm_.frames().desc(cluster.front().frame).swap_slot;
+  if (first == kNoSlot) return kNoSlot;
+  for (size_t i = 1; i < cluster.size(); ++i) {
+    if (vm_.frames().desc(cluster[i].frame).swap_slot != first + i * slots_per_page) {
+      return kNoSlot;
+    }
+  }
+  return first;
+}
+
 uint64_t Pager::PageOutCluster(std::vector<Victim>& cluster) {
   Swap* swap = vm_.swap();
   const int order = cluster.front().table->page_order();
   const uint64_t slots_per_page = uint64_t{1} << order;
   const uint64_t total_slots = cluster.size() * slots_per_page;
-  absl::StatusOr<uint64_t> run = swap->AllocSlots(total_slots);
+  // A cluster whose pages kept neighbouring slots, in order (a file rewritten in
+  // place, read back with read-around), goes back into them: no slot is allocated or
+  // freed, and the host rewrites page-cache pages it already has instead of
+  // allocating new ones and dropping the old (Swap::DropFreedPages).
+  const uint64_t kept = KeptRun(cluster, slots_per_page);
+  absl::StatusOr<uint64_t> run = kept != kNoSlot ? kept : swap->AllocSlots(total_slots);
   if (!run.ok() && swap->backed_slots() < swap->slot_count()) {
     // Slots kept by clean resident pages can outrun the accounting's backing.
     if (swap->EnsureBacked(swap->slots_in_use() + total_slots).ok()) {
@@ -352,7 +368,9 @@ uint64_t Pager::PageOutCluster(std::vector<Victim>& cluster) {
   if (!written.ok()) {
     absl::FPrintF(stderr, "ptmpfs: pageout of %d pages failed: %s\n", cluster.size(),
                   written.ToString());
-    swap->FreeSlots(*run, total_slots);
+    // Slots kept in place stay the pages' (stale now, and rewritten or freed when
+    // the pages next go out, as invariant 3 says of any dirty page's slot).
+    if (kept == kNoSlot) swap->FreeSlots(*run, total_slots);
     for (const Victim& victim : cluster) Restore(victim);
     return 0;
   }
@@ -364,7 +382,9 @@ uint64_t Pager::PageOutCluster(std::vector<Victim>& cluster) {
     const Victim& victim = cluster[i];
     FrameDesc& desc = vm_.frames().desc(victim.frame);
     // Invariant 3: the copy the page kept is stale now; the new one replaces it.
-    if (desc.swap_slot != kNoSlot) swap->FreeSlots(desc.swap_slot, slots_per_page);
+    if (desc.swap_slot != kNoSlot && kept == kNoSlot) {
+      swap->FreeSlots(desc.swap_slot, slots_per_page);
+    }
     victim.entry->store(Pte::Make(Pte::kSwapped, *run + i * slots_per_page),
                         std::memory_order_release);
     victim.entry->notify_all();

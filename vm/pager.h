@@ -12,7 +12,11 @@
 //     kMaxCluster, and their frames are freed under one lock;
 //   - dirty: it is written out together with its dirty, unwired following
 //     neighbours of the same page table (up to kMaxCluster pages, one pwritev into a
-//     run of neighbouring slots), then becomes kSwapped.
+//     run of neighbouring slots), then becomes kSwapped. The run is the slots the
+//     pages kept, when they kept neighbouring ones in order (a file rewritten in
+//     place): the host then rewrites cached pages of the swap file rather than
+//     allocating new ones and dropping the old. Otherwise it is a new run, and
+//     the slots they kept are freed.
 // A thread whose frame allocation leaves free frames below the low watermark refills
 // them to the high one itself while the inactive head is clean (Refill): evicting a
 // clean page costs no I/O, far less than waking the thread (measured: a futex wake-up
@@ -135,6 +139,9 @@ class Pager {
   bool HeadIsDirty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   // Evicts clean pages of one page order; returns the frames freed.
   uint64_t EvictClean(absl::Span<const Victim> batch);
+  // The first slot of the run the cluster's pages kept, when they kept neighbouring
+  // slots in order (each page its own slots_per_page); kNoSlot otherwise.
+  uint64_t KeptRun(absl::Span<const Victim> cluster, uint64_t slots_per_page) const;
   // Writes a cluster out; returns frames freed (0 and pages restored on failure).
   uint64_t PageOutCluster(std::vector<Victim>& cluster);
   void Restore(const Victim& victim);

@@ -1,5 +1,6 @@
 #include "vm/ubc_window.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -436,6 +437,94 @@ TEST(UbcWindowTest, ReadAroundTakesNoMoreFramesThanThereAre) {
   }
   EXPECT_EQ(vm->wired_frames(), 0);
   EXPECT_EQ(vm->ReadStats().checksum_failures, 0u);
+}
+
+// The first slot of `pages` consecutive swapped pages (see InConsecutiveSlots).
+uint64_t FirstSlot(AnonObject& object, PageIndex first) {
+  return Pte::Payload(object.table().Find(first)->load());
+}
+
+// --- Rewriting in place ---
+
+TEST(UbcWindowTest, RewrittenClusterGoesBackIntoTheSlotsItKept) {
+  std::unique_ptr<Vm> vm = MakeVm(128);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  WriteAndSwapOut(*vm, object, 48);
+  const uint64_t slot = FirstSlot(object, 0);
+  const StatsSnapshot before = vm->ReadStats();
+
+  // Overwritten whole (nothing read back), then out again: the same slots, one write.
+  const std::string second = Pattern(0, 48 * kPage, 2);
+  WriteThroughWindow(object, 0, second);
+  EXPECT_EQ(vm->ReadStats().pageins, before.pageins);
+  EvictAll(*vm);
+  EXPECT_TRUE(InConsecutiveSlots(object, 0, 48));
+  EXPECT_EQ(FirstSlot(object, 0), slot);
+  const StatsSnapshot after = vm->ReadStats();
+  EXPECT_EQ(after.pageouts - before.pageouts, 48u);
+  EXPECT_EQ(after.pageout_ios - before.pageout_ios, 1u);
+  EXPECT_EQ(after.swap_slots_used, 48u);
+  EXPECT_EQ(ReadThroughWindow(object, 0, 48 * kPage), second);
+
+  // Read back (read-around keeps each page's slot), changed in part, out again.
+  const std::string third = Pattern(kPage + 7, 30 * kPage, 3);
+  WriteThroughWindow(object, kPage + 7, third);
+  EvictAll(*vm);
+  EXPECT_EQ(FirstSlot(object, 0), slot);
+  EXPECT_EQ(vm->ReadStats().swap_slots_used, 48u);
+  std::string expected = second;
+  expected.replace(kPage + 7, third.size(), third);
+  EXPECT_EQ(ReadThroughWindow(object, 0, 48 * kPage), expected);
+}
+
+TEST(UbcWindowTest, ClusterWithPagesThatKeptNoSlotGoesToANewRun) {
+  std::unique_ptr<Vm> vm = MakeVm(128);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  WriteAndSwapOut(*vm, object, 8);
+  // Pages 0-7 kept slots, 8-15 are new: the cluster of 16 takes a new run, and the
+  // eight old slots go back.
+  const std::string data = Pattern(0, 16 * kPage, 2);
+  WriteThroughWindow(object, 0, data);
+  EvictAll(*vm);
+  EXPECT_TRUE(InConsecutiveSlots(object, 0, 16));
+  EXPECT_EQ(vm->ReadStats().swap_slots_used, 16u);
+  EXPECT_EQ(ReadThroughWindow(object, 0, 16 * kPage), data);
+}
+
+TEST(UbcWindowTest, FailedRewriteInPlaceKeepsThePagesAndTheirSlots) {
+  std::unique_ptr<Vm> vm = MakeVm(128);
+  ASSERT_NE(vm, nullptr);
+  AnonObject object(*vm);
+  WriteAndSwapOut(*vm, object, 16);
+  const uint64_t slot = FirstSlot(object, 0);
+  const std::string second = Pattern(0, 16 * kPage, 2);
+  WriteThroughWindow(object, 0, second);
+
+  // Writes to the swap file fail (its descriptor made read-only for a while): the
+  // pages stay resident and dirty, and nothing is lost.
+  const int swap_fd = vm->swap()->fd();
+  const int saved = dup(swap_fd);
+  ASSERT_GE(saved, 0);
+  const int read_only = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(read_only, 0);
+  ASSERT_EQ(dup2(read_only, swap_fd), swap_fd);
+  const uint64_t pageouts = vm->ReadStats().pageouts;
+  EXPECT_EQ(vm->pager().Reclaim(vm->frames().count()), 0u);
+  ASSERT_EQ(dup2(saved, swap_fd), swap_fd);
+  close(saved);
+  close(read_only);
+  EXPECT_EQ(vm->ReadStats().pageouts, pageouts);
+  EXPECT_EQ(vm->ReadStats().resident_frames, 16u);
+  EXPECT_EQ(vm->ReadStats().swap_slots_used, 16u);
+
+  // Writable again: the pages go into the slots they kept.
+  EvictAll(*vm);
+  EXPECT_EQ(vm->ReadStats().resident_frames, 0u);
+  EXPECT_EQ(FirstSlot(object, 0), slot);
+  EXPECT_EQ(vm->ReadStats().swap_slots_used, 16u);
+  EXPECT_EQ(ReadThroughWindow(object, 0, 16 * kPage), second);
 }
 
 TEST(UbcWindowTest, FailedWriteWindowFreesTheHolesItAllocated) {
