@@ -401,7 +401,10 @@ uint64_t Pager::Reclaim(uint64_t target_frames) {
     absl::MutexLock lock(&queue_mu_);
     scan_budget = 2 * (active_.count + inactive_.count) + 16;
   }
-  const bool can_write = vm_.swap() != nullptr;
+  // After a failed write the pass writes nothing more (the next one tries again):
+  // the swap file is likely to fail the next cluster too, and clean pages can still
+  // be evicted.
+  bool can_write = vm_.swap() != nullptr;
   std::vector<Victim> cluster;
   cluster.reserve(kMaxCluster);
   while (freed < target_frames) {
@@ -418,7 +421,7 @@ uint64_t Pager::Reclaim(uint64_t target_frames) {
         if (!TryTake(frame, &victim)) continue;
         const bool clean = (victim.pte & Pte::kDirty) == 0;
         if (!clean && !can_write) {
-          // noswap: a written page has nowhere to go.
+          // noswap, or a write failed: a written page has nowhere to go.
           victim.entry->store(victim.pte, std::memory_order_release);
           victim.entry->notify_all();
           PushTail(active_, FrameQueue::kActive, frame);
@@ -436,7 +439,9 @@ uint64_t Pager::Reclaim(uint64_t target_frames) {
     if ((cluster.front().pte & Pte::kDirty) == 0) {
       freed += EvictClean(cluster);
     } else {
-      freed += PageOutCluster(cluster);
+      const uint64_t written = PageOutCluster(cluster);
+      if (written == 0) can_write = false;
+      freed += written;
     }
   }
   if (freed > 0 && vm_.frame_waiters_.load(std::memory_order_relaxed) != 0) {

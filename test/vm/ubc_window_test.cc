@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "test/testing.h"
 #include "vm/anon_object.h"
@@ -511,8 +512,13 @@ TEST(UbcWindowTest, FailedRewriteInPlaceKeepsThePagesAndTheirSlots) {
   ASSERT_GE(read_only, 0);
   ASSERT_EQ(dup2(read_only, swap_fd), swap_fd);
   const uint64_t pageouts = vm->ReadStats().pageouts;
+  ::testing::internal::CaptureStderr();
   EXPECT_EQ(vm->pager().Reclaim(vm->frames().count()), 0u);
+  const std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_EQ(dup2(saved, swap_fd), swap_fd);
+  // One failed write ends the pass's writing: one message, not one per retry.
+  const std::vector<absl::string_view> parts = absl::StrSplit(log, "pageout of");
+  EXPECT_EQ(parts.size(), 2u) << log;
   close(saved);
   close(read_only);
   EXPECT_EQ(vm->ReadStats().pageouts, pageouts);
