@@ -468,7 +468,8 @@ TEST(UbcWindowTest, RewrittenClusterGoesBackIntoTheSlotsItKept) {
   EXPECT_EQ(after.swap_slots_used, 48u);
   EXPECT_EQ(ReadThroughWindow(object, 0, 48 * kPage), second);
 
-  // Read back (read-around keeps each page's slot), changed in part, out again.
+  // Changed in part: the two edge pages are read back, the rest overwritten, and all
+  // keep their slots; out again, into them.
   const std::string third = Pattern(kPage + 7, 30 * kPage, 3);
   WriteThroughWindow(object, kPage + 7, third);
   EvictAll(*vm);
