@@ -50,14 +50,14 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmOptions& options) {
   // twice that, and at least kMinWakeBatch frames more, so that it runs once per
   // many faults rather than every few (a wake-up costs a futex call each side).
   // The low one is also at least a largest window (kMaxWindowPages), up to an
-  // eighth of the frames: a writer that maps a window larger than the free frames
-  // writes dirty pages out itself, on its own thread, where the pager thread would
-  // have written them beside it. Measured with ram=6M (1,536 frames; the low
-  // watermark was 24): sequential 1 MiB writes of a 256 MiB file 900-931 -> 1,223-
-  // 1,233 MiB/s; metadata ten times the budget: 6-18% more page-ins, the same rates.
-  // Budgets from 64 MiB up are unchanged.
-  const uint64_t low_water =
-      Clamp(frame_count / 64, std::min(kMaxWindowPages, frame_count / 8), 4096);
+  // eighth of the frames (and at least 2): a writer that maps a window larger than
+  // the free frames writes dirty pages out itself, on its own thread, where the
+  // pager thread would have written them beside it. Measured with ram=6M (1,536
+  // frames; the low watermark was 24): sequential 1 MiB writes of a 256 MiB file
+  // 900-931 -> 1,223-1,233 MiB/s; metadata ten times the budget: 6-18% more
+  // page-ins, the same rates. Budgets from 64 MiB up are unchanged.
+  const uint64_t window_room = std::max<uint64_t>(2, std::min(kMaxWindowPages, frame_count / 8));
+  const uint64_t low_water = Clamp(frame_count / 64, window_room, 4096);
   const uint64_t high_water =
       std::min(low_water + std::max(low_water, Pager::kMinWakeBatch), frame_count / 2);
   vm->pager_ = std::make_unique<Pager>(*vm, low_water, high_water);
