@@ -440,7 +440,7 @@ TEST(UbcWindowTest, ReadAroundTakesNoMoreFramesThanThereAre) {
   EXPECT_EQ(vm->ReadStats().checksum_failures, 0u);
 }
 
-// The first slot of `pages` consecutive swapped pages (see InConsecutiveSlots).
+// The slot of page `first`, which must be in swap (see InConsecutiveSlots).
 uint64_t FirstSlot(AnonObject& object, PageIndex first) {
   return Pte::Payload(object.table().Find(first)->load());
 }
