@@ -106,23 +106,21 @@ absl::StatusOr<Attr> Tmpfs::CountLookup(Ino ino) {
 
 absl::StatusOr<Ino> Tmpfs::LockEntry(LockSet& locks, Ino parent, absl::string_view name,
                                      bool parent_exclusive) {
+  auto lock_parent = [&]() -> LockSet& {
+    return parent_exclusive ? locks.Exclusive(parent) : locks.Shared(parent);
+  };
   for (;;) {
-    Ino child = 0;
-    {
-      LockSet peek(*this);
-      peek.Shared(parent).Acquire();
-      absl::StatusOr<Ino> found = EntryIno(parent, name);
-      if (!found.ok()) return found.status();
-      if (*found == 0) return ErrnoError(ENOENT);
-      child = *found;
-    }
-    if (parent_exclusive) {
-      locks.Exclusive(parent);
-    } else {
-      locks.Shared(parent);
-    }
-    locks.Exclusive(child).Acquire();
+    lock_parent().Acquire();
     absl::StatusOr<Ino> found = EntryIno(parent, name);
+    if (!found.ok()) return found.status();
+    if (*found == 0) return ErrnoError(ENOENT);
+    const Ino child = *found;
+    if (locks.TryAdd(child, /*exclusive=*/true)) return child;
+    // The child's stripe sorts before the parent's and is busy: take both in order,
+    // then look again, since the entry may have changed while nothing was held.
+    locks.Release();
+    lock_parent().Exclusive(child).Acquire();
+    found = EntryIno(parent, name);
     if (!found.ok()) return found.status();
     if (*found == 0) return ErrnoError(ENOENT);
     if (*found == child) return child;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
@@ -137,6 +138,26 @@ void Tmpfs::LockSet::Acquire() {
     }
   }
   held_ = true;
+}
+
+bool Tmpfs::LockSet::TryAdd(Ino ino, bool exclusive) {
+  assert(held_);
+  const int stripe = StripeOf(ino);
+  auto at = std::lower_bound(stripes_.begin(), stripes_.end(), stripe,
+                             [](const auto& held, int wanted) { return held.first < wanted; });
+  if (at != stripes_.end() && at->first == stripe) return at->second || !exclusive;
+  absl::Mutex& mu = fs_.stripes_[stripe];
+  if (at == stripes_.end()) {  // after every stripe held: the order allows waiting
+    if (exclusive) {
+      mu.Lock();
+    } else {
+      mu.ReaderLock();
+    }
+  } else if (!(exclusive ? mu.TryLock() : mu.ReaderTryLock())) {
+    return false;
+  }
+  stripes_.insert(at, {stripe, exclusive});
+  return true;
 }
 
 absl::StatusOr<meta::Addr> Tmpfs::NodeOf(Ino ino) {

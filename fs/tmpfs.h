@@ -296,6 +296,12 @@ class Tmpfs {
     LockSet& Shared(Ino ino);
     LockSet& Exclusive(Ino ino);
     void Acquire();
+    // After Acquire: adds one more inode without breaking the ascending order. Locks
+    // it at once when its stripe sorts after every stripe held, else only if the lock
+    // is free now (TryLock); false, with nothing added, if that fails or the stripe
+    // is held shared and `exclusive` is wanted. The caller then releases and takes
+    // the whole set in order.
+    bool TryAdd(Ino ino, bool exclusive);
     // Unlocks everything and forgets the set, so it can be filled again.
     void Release();
 
@@ -358,8 +364,10 @@ class Tmpfs {
   absl::StatusOr<Attr> MakeNode(const Caller& caller, Ino parent, absl::string_view name,
                                 uint32_t mode, uint64_t rdev, absl::string_view target);
   // Resolves `name` in `parent` and leaves `locks` holding the parent (shared, or
-  // exclusive) and the child (exclusive), looking again if the entry changed between
-  // the unlocked look and the locking. ENOENT, ENOTDIR.
+  // exclusive) and the child (exclusive). Usually one look under the parent's lock and
+  // the child's lock added to it (LockSet::TryAdd); when that would break the lock
+  // order, both are taken in order and the entry is looked at again, in case it
+  // changed meanwhile. ENOENT, ENOTDIR.
   absl::StatusOr<Ino> LockEntry(LockSet& locks, Ino parent, absl::string_view name,
                                 bool parent_exclusive);
   // Unlink (directory false) and Rmdir (directory true).

@@ -797,6 +797,51 @@ TEST(NamesTest, ConcurrentCreatesLookupsAndUnlinksKeepCountsExact) {
   EXPECT_EQ(fs->ReadFigures().dirents, 1u);
 }
 
+// Lookup and Unlink lock the entry's node after its directory. When the node's lock
+// comes first in lock order and is busy (here: a rename replacing it), they take both
+// in order and look again: the name may then lead to another node.
+TEST(NamesTest, LookupsAndUnlinksRacingRenamesOverTheNameGetTheNodeItNamesNow) {
+  auto fs = MakeFs();
+  const Ino dir = Dir(*fs, kRootIno, "d");
+  fs->Forget(File(*fs, dir, "x"), 1);
+  constexpr int kRounds = 10000;
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {  // replace "x" with a new file, over and over
+      const std::string source = absl::StrCat("new", t);
+      for (int r = 0; r < kRounds && !failed; ++r) {
+        absl::StatusOr<Attr> made = fs->Mknod(kUser, dir, source, S_IFREG | 0644, 0);
+        if (!made.ok() || !fs->Rename(kUser, dir, source, dir, "x", 0).ok()) failed = true;
+        if (made.ok()) fs->Forget(made->ino, 1);
+      }
+    });
+  }
+  threads.emplace_back([&] {  // "x" names a file with one link, or nothing
+    for (int r = 0; r < kRounds && !failed; ++r) {
+      absl::StatusOr<Attr> found = fs->Lookup(dir, "x");
+      if (!found.ok()) {
+        if (Errno(found) != ENOENT) failed = true;
+        continue;
+      }
+      if (found->nlink != 1 || !S_ISREG(found->mode)) failed = true;
+      fs->Forget(found->ino, 1);
+    }
+  });
+  threads.emplace_back([&] {  // unlinks whichever file "x" names; ENOENT in between
+    for (int r = 0; r < kRounds && !failed; ++r) {
+      absl::Status removed = fs->Unlink(dir, "x");
+      if (!removed.ok() && Errno(removed) != ENOENT) failed = true;
+    }
+  });
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_FALSE(failed);
+  // Every replaced or unlinked file was freed: the root, d, and at most "x" remain.
+  (void)fs->Unlink(dir, "x");
+  EXPECT_EQ(fs->nodes().nodes(), 2u);
+  EXPECT_EQ(fs->ReadFigures().dirents, 1u);
+}
+
 }  // namespace
 }  // namespace ptmpfs::fs
 
