@@ -44,6 +44,14 @@
 //   peak RSS      the daemon's VmHWM, reset before the phase (/proc/PID/clear_refs 5);
 //   cpu/op        the daemon's user+system time per operation (/proc/PID/stat), and of
 //                 it the pager thread's (the thread named ptmpfs-pager);
+//   wake-ups      cross-CPU wake-ups per operation, machine-wide (the CAL and RES rows
+//                 of /proc/interrupts). Where idle CPUs halt (a VM without halt-polling,
+//                 as here) each costs tens of microseconds: a FUSE rate follows how many
+//                 of a round trip's wake-ups land on another CPU, which the scheduler
+//                 decides, more than the daemon's own work: a ratio whose two subjects'
+//                 wake-ups differ measures the scheduler as much as the filesystem. The
+//                 count is the whole machine's, so it means something only on an
+//                 otherwise idle one;
 //   slab          growth of the kernel's fuse_inode and dentry caches (/proc/slabinfo:
 //                 slabs x pages per slab), and of SUnreclaim (/proc/meminfo): both caches
 //                 are reclaimable, so SUnreclaim should not grow per file;
@@ -312,6 +320,26 @@ uint64_t MeminfoBytes(absl::string_view key) {
   return 0;
 }
 
+// Wake-ups sent to another CPU, machine-wide: the "CAL" (function call: a remote
+// wake-up queued with an IPI) and "RES" (rescheduling) rows of /proc/interrupts,
+// summed over CPUs. In a VM whose idle CPUs halt, each costs tens of microseconds,
+// and how many a FUSE round trip needs decides its rate more than the daemon's work.
+uint64_t CrossCpuWakeups() {
+  std::ifstream in("/proc/interrupts");
+  std::string line;
+  uint64_t total = 0;
+  while (std::getline(in, line)) {
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (words.empty() || (words[0] != "CAL:" && words[0] != "RES:")) continue;
+    for (size_t i = 1; i < words.size(); ++i) {
+      uint64_t count = 0;
+      if (!absl::SimpleAtoi(words[i], &count)) break;  // the row's description
+      total += count;
+    }
+  }
+  return total;
+}
+
 // Dentries and inodes only (2): the page cache, and so the swap file's cached pages,
 // stays as it was.
 bool DropDentriesAndInodes() {
@@ -558,8 +586,12 @@ struct Measurement {
   uint64_t host_cached = 0;  // the host's page cache (Cached)
   uint64_t pageins = 0, pageouts = 0;
   uint64_t charged_growth = 0;
+  uint64_t cross_cpu_wakeups = 0;  // machine-wide, over the phase
 
   double rate() const { return seconds > 0 ? ops / seconds : 0; }
+  double wakeups_per_op() const {
+    return static_cast<double>(cross_cpu_wakeups) / std::max(1.0, ops);
+  }
   double mib_per_s() const { return seconds > 0 ? bytes / kMiB / seconds : 0; }
 };
 
@@ -567,6 +599,7 @@ struct Snapshot {
   double cpu = 0;
   double pager_cpu = 0;
   uint64_t fuse_inode = 0, dentry = 0, sunreclaim = 0, sreclaimable = 0;
+  uint64_t cross_cpu_wakeups = 0;
   std::map<std::string, uint64_t> figures;
 };
 
@@ -579,6 +612,7 @@ Snapshot Take(const Mounted& mount) {
   s.sunreclaim = MeminfoBytes("SUnreclaim");
   s.sreclaimable = MeminfoBytes("SReclaimable");
   s.figures = ReadFigures(mount.mountpoint());
+  s.cross_cpu_wakeups = CrossCpuWakeups();
   return s;
 }
 
@@ -662,6 +696,7 @@ Measurement MeasurePhase(const Mounted& mount, const std::string& swap_path, int
   m.pageins = Figure(after, "pageins") - Figure(before, "pageins");
   m.pageouts = Figure(after, "pageouts") - Figure(before, "pageouts");
   m.charged_growth = Figure(after, "charged_bytes") - Figure(before, "charged_bytes");
+  m.cross_cpu_wakeups = after.cross_cpu_wakeups - before.cross_cpu_wakeups;
   if (!swap_path.empty()) m.swap_cached = PageCacheBytes(swap_path);
   m.host_cached = MeminfoBytes("Cached");
   return m;
@@ -740,6 +775,7 @@ void Record(const std::string& regime, const std::string& op, int threads,
   if (subject != "nullfs") {
     printf(" (pager thread %.1f)", m.pager_cpu_seconds * 1e6 / std::max(1.0, m.ops));
   }
+  printf("; cross-CPU wake-ups %.2f/op", m.wakeups_per_op());
   printf("; peak RSS %.1f MiB; fuse_inode %+.1f MiB, dentry %+.1f MiB, SUnreclaim %+.1f MiB",
          static_cast<double>(m.peak_rss) / kMiB, static_cast<double>(m.fuse_inode_growth) / kMiB,
          static_cast<double>(m.dentry_growth) / kMiB,
@@ -1048,9 +1084,11 @@ void PrintSummary(const std::map<std::string, std::string>& regime_facts) {
     auto facts = regime_facts.find(regime);
     printf("\n== %s%s\n", regime.c_str(),
            facts == regime_facts.end() ? "" : (": " + facts->second).c_str());
-    printf("%-13s %-2s %-22s %-22s %-22s %-17s %-17s %-7s %-5s %-9s %-8s %-10s %-10s %s\n",
-           "operation", "T", "ptmpfs", "ptmpfs'", "nullfs", "ratio", "ratio'", "target", "met",
-           "RSS MiB", "us/op", "slab", "slab'", "swap");
+    printf(
+        "%-13s %-2s %-22s %-22s %-22s %-17s %-17s %-7s %-5s %-9s %-8s %-9s %-10s %-10s "
+        "%s\n",
+        "operation", "T", "ptmpfs", "ptmpfs'", "nullfs", "ratio", "ratio'", "target", "met",
+        "RSS MiB", "us/op", "wake/op", "slab", "slab'", "swap");
     for (const auto& [key, row] : rows) {
       if (key.regime != regime) continue;
       const bool data = row.unit == "MiB/s";
@@ -1065,7 +1103,12 @@ void PrintSummary(const std::map<std::string, std::string>& regime_facts) {
       std::string target = row.target > 0 ? absl::StrFormat(">=%.2f", row.target) : "";
       std::string met;
       if (row.target > 0 && ratio) met = Median(*ratio) >= row.target ? "yes" : "NO";
-      std::string rss = "-", cpu = "-", slab = "-", slab_alt = "-", swap = "-";
+      std::string rss = "-", cpu = "-", wakeups = "-", slab = "-", slab_alt = "-", swap = "-";
+      auto median_wakeups = [](const std::vector<Measurement>& runs) {
+        std::vector<double> each;
+        for (const Measurement& m : runs) each.push_back(m.wakeups_per_op());
+        return Median(each);
+      };
       if (!main.empty()) {
         std::vector<double> peaks, cpus;
         std::vector<int64_t> slabs, unreclaims;
@@ -1084,6 +1127,8 @@ void PrintSummary(const std::map<std::string, std::string>& regime_facts) {
           }
           cpu += absl::StrFormat("/%.1f", Median(null_cpus));
         }
+        wakeups = absl::StrFormat("%.1f", median_wakeups(main));
+        if (!null.empty()) wakeups += absl::StrFormat("/%.1f", median_wakeups(null));
         slab = MiB(Median(slabs)) + "/" + MiB(Median(unreclaims));
         const Measurement& last = main.back();
         swap = absl::StrFormat("%.1f/%.1f (%.1f%%)", static_cast<double>(last.swap_used) / kMiB,
@@ -1100,15 +1145,19 @@ void PrintSummary(const std::map<std::string, std::string>& regime_facts) {
         }
         slab_alt = MiB(Median(slabs)) + "/" + MiB(Median(unreclaims));
       }
-      printf("%-13s %-2d %-22s %-22s %-22s %-17s %-17s %-7s %-5s %-9s %-8s %-10s %-10s %s\n",
-             (key.op + (data ? " MiB/s" : "")).c_str(), key.threads, Rate(main, data).c_str(),
-             Rate(alt, data).c_str(),
-             key.op == "readdir" ? "(lists nothing)" : Rate(null, data).c_str(),
-             RatioText(ratio).c_str(), RatioText(ratio_alt).c_str(), target.c_str(), met.c_str(),
-             rss.c_str(), cpu.c_str(), slab.c_str(), slab_alt.c_str(), swap.c_str());
+      printf(
+          "%-13s %-2d %-22s %-22s %-22s %-17s %-17s %-7s %-5s %-9s %-8s %-9s %-10s %-10s "
+          "%s\n",
+          (key.op + (data ? " MiB/s" : "")).c_str(), key.threads, Rate(main, data).c_str(),
+          Rate(alt, data).c_str(),
+          key.op == "readdir" ? "(lists nothing)" : Rate(null, data).c_str(),
+          RatioText(ratio).c_str(), RatioText(ratio_alt).c_str(), target.c_str(), met.c_str(),
+          rss.c_str(), cpu.c_str(), wakeups.c_str(), slab.c_str(), slab_alt.c_str(), swap.c_str());
     }
   }
-  printf("(us/op = daemon CPU per operation, ptmpfs/nullfs; slab' = nullfs's slab growth)\n");
+  printf(
+      "(us/op = daemon CPU per operation, ptmpfs/nullfs; wake/op = cross-CPU wake-ups "
+      "(IPIs) per operation, machine-wide, ptmpfs/nullfs; slab' = nullfs's slab growth)\n");
 }
 
 int Run(const Flags& flags) {
