@@ -257,16 +257,20 @@ absl::StatusOr<vm::AnonObject*> Tmpfs::PrepareWrite(meta::Node& node, uint64_t o
   return object;
 }
 
-void Tmpfs::FinishWrite(const Caller& caller, meta::Node& node, uint64_t end) {
+void Tmpfs::FinishWrite(const Caller& caller, Ino ino, meta::Node& node, uint64_t end) {
   node.size = std::max(node.size, end);
   node.mtime_ns = node.ctime_ns = NowNs();
-  if (caller.uid != 0) {
-    // file_remove_privs: S_ISGID also without S_IXGRP for a non-member.
-    node.mode &= ~static_cast<uint32_t>(S_ISUID);
-    if ((node.mode & S_IXGRP) != 0 || caller.gid != node.gid) {
-      node.mode &= ~static_cast<uint32_t>(S_ISGID);
-    }
+  ClearSuidSgidOnTheSide(caller, ino, node);
+}
+
+void Tmpfs::ClearSuidSgidOnTheSide(const Caller& caller, Ino ino, meta::Node& node) {
+  if (caller.uid == 0 || (node.mode & (S_ISUID | S_ISGID)) == 0) return;
+  const uint32_t before = node.mode;
+  node.mode &= ~static_cast<uint32_t>(S_ISUID);
+  if ((node.mode & S_IXGRP) != 0 || caller.gid != node.gid) {
+    node.mode &= ~static_cast<uint32_t>(S_ISGID);
   }
+  if (node.mode != before && on_suid_sgid_cleared_) on_suid_sgid_cleared_(ino);
 }
 
 absl::StatusOr<Attr> Tmpfs::Open(const Caller& caller, Ino ino, int flags) {
@@ -291,12 +295,7 @@ absl::StatusOr<Attr> Tmpfs::Open(const Caller& caller, Ino ino, int flags) {
     // handle_truncate: ATTR_MTIME | ATTR_CTIME whatever the old size, and a
     // non-root opener loses suid/sgid.
     node.mtime_ns = node.ctime_ns = NowNs();
-    if (caller.uid != 0) {
-      node.mode &= ~static_cast<uint32_t>(S_ISUID);
-      if ((node.mode & S_IXGRP) != 0 || caller.gid != node.gid) {
-        node.mode &= ~static_cast<uint32_t>(S_ISGID);
-      }
-    }
+    ClearSuidSgidOnTheSide(caller, ino, node);
   }
   ++node.open_count;
   return AttrOf(ino, node);
@@ -410,7 +409,7 @@ absl::StatusOr<uint64_t> Tmpfs::Write(const Caller& caller, Ino ino, uint64_t of
   uint64_t copied = 0;
   absl::Status status = CopyIntoObject(**object, offset, length, source, copied);
   if (copied == 0 && !status.ok()) return status;
-  FinishWrite(caller, node, offset + copied);
+  FinishWrite(caller, ino, node, offset + copied);
   return copied;
 }
 
@@ -556,7 +555,7 @@ absl::StatusOr<uint64_t> Tmpfs::CopyFileRange(const Caller& caller, Ino in, uint
     copied += chunk;
   }
   if (copied == 0 && !status.ok()) return status;
-  FinishWrite(caller, out_node, out_offset + copied);
+  FinishWrite(caller, out, out_node, out_offset + copied);
   return copied;
 }
 

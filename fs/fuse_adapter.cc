@@ -143,10 +143,11 @@ void Init(void* userdata, fuse_conn_info* conn) {
   if (adapter->options().writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
   // HANDLE_KILLPRIV: asked for, as libfuse does by default, but libfuse 3.14 does not
   // pass it on to the kernel (INIT's reply lacks the flag: seen with -d on 6.18).
-  // So the kernel clears suid/sgid itself, as for tmpfs, judging the writer's
-  // CAP_FSETID: root's write keeps the bits, another user's write, truncate or chown
-  // clears them, by a SETATTR of the mode sent in the writer's name. SetAttr below
-  // recognises that request; the core's own clearing for non-root writers (what
+  // HANDLE_KILLPRIV_V2 is added to the reply by killpriv_v2.h instead. Either way the
+  // kernel judges the writer's CAP_FSETID (root's write keeps the bits, another
+  // user's write, truncate or chown clears them) and tells the core by a SETATTR in
+  // the writer's name before the write: of the mode without V2, of nothing with it.
+  // SetAttr below recognises both; the core's own clearing for non-root writers (what
   // HANDLE_KILLPRIV would need) then finds the bits already clear.
   want(FUSE_CAP_HANDLE_KILLPRIV);
   // Data only changes through this mount, so a changed mtime never means the kernel's
@@ -245,12 +246,21 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
   SetAttrRequest request;
   if (to_set & FUSE_SET_ATTR_MODE) request.mode = attr->st_mode & 07777;
   const Caller caller = CallerOf(req);
-  if (to_set == FUSE_SET_ATTR_MODE && caller.uid != 0 &&
+  if ((to_set & FUSE_SET_ATTR_MODE) != 0 && caller.uid != 0 &&
       IsKillPriv(FsOf(req), ino, *request.mode)) {
-    // The kernel's clearing of suid/sgid on a write (Init): a change the writer may
-    // not make as a chmod, so the core must be told what it is. No one else can send
-    // it: with default_permissions the kernel refuses a non-owner's chmod itself.
+    // The kernel's clearing of suid/sgid on a write or truncate (beside the size)
+    // without HANDLE_KILLPRIV_V2: a change the writer may not make as a chmod, so the
+    // core must be told what it is. No one else can send it: with default_permissions
+    // the kernel refuses a non-owner's chmod itself.
     request.mode.reset();
+    request.kill_suid_sgid = true;
+  }
+  if (to_set == 0 && caller.uid != 0) {
+    // With HANDLE_KILLPRIV_V2 (killpriv_v2.h) the same clearing arrives as a SETATTR
+    // with nothing to set: file_remove_privs before a write, its kill bits stripped by
+    // fuse_setattr. Clearing here, not only in the WRITE after it, puts the cleared
+    // mode in this reply, so the kernel's cached mode (which exec and permission
+    // checks read, and a write does not refresh) is right before the data lands.
     request.kill_suid_sgid = true;
   }
   if (to_set & FUSE_SET_ATTR_UID) request.uid = attr->st_uid;

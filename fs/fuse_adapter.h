@@ -16,8 +16,10 @@
 //   DONT_MASK on, so the core applies the umask only where no default ACL is
 //   inherited (Caller::umask);
 //   WRITEBACK_CACHE only with -o writeback_cache; HANDLE_KILLPRIV asked for but not
-//   granted by libfuse 3.14, so the kernel clears suid/sgid as for tmpfs (SetAttr
-//   recognises its request);
+//   granted by libfuse 3.14; HANDLE_KILLPRIV_V2 added to INIT's reply behind libfuse's
+//   back (killpriv_v2.h), so the kernel skips a GETXATTR before each write and the
+//   core clears suid/sgid as tmpfs does (SetAttr recognises the kernel's requests for
+//   it, with or without V2);
 //   SPLICE_READ and AUTO_INVAL_DATA off; max_write 1 MiB (the most libfuse 3.14 allows).
 //
 // The ioctl. ptmpfs-stat reads the daemon's figures through a private ioctl on the

@@ -11,7 +11,8 @@
 //      child does the rest and tells the parent, through a pipe, once it is mounted;
 //      the parent exits 0 then, or 1 if the child died first (having printed why).
 //   3. Create the core (opens and locks the swap file, starts the pager), make the
-//      session, install the signal handlers, mount.
+//      session, install the signal handlers, mount, and hook INIT's reply
+//      (killpriv_v2.h).
 //   4. Serve until unmounted (fusermount3 -u, umount) or told to stop (SIGTERM,
 //      SIGINT, SIGHUP: libfuse's handlers end the loop); then unmount if still
 //      mounted, and take the core down, which releases the swap file's lock.
@@ -32,6 +33,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "fs/fuse_adapter.h"
+#include "fs/killpriv_v2.h"
 #include "fs/options.h"
 #include "fs/tmpfs.h"
 
@@ -144,6 +146,16 @@ int Serve(const MountOptions& options, const ResolvedOptions& resolved, ParentLi
     fuse_session_destroy(session);
     return 1;  // libfuse said why ("bad mount point ...")
   }
+  // Before INIT is read: the kernel then skips a GETXATTR before every write.
+  if (!AskForKillPrivV2(session)) {
+    fprintf(stderr, "%s: could not hook INIT's reply; writes will ask for security xattrs\n",
+            kProgram);
+  }
+  // The kernel caches a file's mode for as long as the attribute timeout, and neither
+  // a WRITE's reply nor an OPEN's carries one: when those clear suid/sgid, drop its
+  // copy (attributes only: offset -1), or exec would still see the bits.
+  (*fs)->set_on_suid_sgid_cleared(
+      [session](Ino ino) { fuse_lowlevel_notify_inval_inode(session, ino, -1, 0); });
   parent.Ready();
 
   int result;

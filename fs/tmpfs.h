@@ -49,6 +49,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -191,6 +192,13 @@ class Tmpfs {
 
   static absl::StatusOr<std::unique_ptr<Tmpfs>> Create(const Options& options);
   ~Tmpfs();
+  // Called with a node's number when a write, copy_file_range or O_TRUNC open clears
+  // its suid/sgid bits on the side: those replies carry no attributes, so a cache of
+  // them (the kernel's, over FUSE) must be told to fetch them again. Set once before
+  // serving; it runs with the node's lock held, so it must not call the core.
+  void set_on_suid_sgid_cleared(std::function<void(Ino)> hook) {
+    on_suid_sgid_cleared_ = std::move(hook);
+  }
   Tmpfs(const Tmpfs&) = delete;
   Tmpfs& operator=(const Tmpfs&) = delete;
 
@@ -409,10 +417,14 @@ class Tmpfs {
   // (size= or no space) before any change. REQUIRES: the stripe held exclusive,
   // length > 0, offset + length <= 2^63 - 1.
   absl::StatusOr<vm::AnonObject*> PrepareWrite(meta::Node& node, uint64_t offset, uint64_t length);
-  // After a write that ended at `end`: the size grows to it, mtime and ctime are now,
-  // and a caller other than root loses S_ISUID (and S_ISGID with S_IXGRP), as
+  // After a write to `ino` that ended at `end`: the size grows to it, mtime and ctime
+  // are now, and a caller other than root loses S_ISUID (and S_ISGID with S_IXGRP), as
   // file_remove_privs does without CAP_FSETID.
-  static void FinishWrite(const Caller& caller, meta::Node& node, uint64_t end);
+  void FinishWrite(const Caller& caller, Ino ino, meta::Node& node, uint64_t end);
+  // A caller other than root loses the node's suid/sgid bits (handle_truncate and
+  // file_remove_privs without CAP_FSETID: S_ISGID with S_IXGRP or for a non-member);
+  // on_suid_sgid_cleared_ hears of it.
+  void ClearSuidSgidOnTheSide(const Caller& caller, Ino ino, meta::Node& node);
   // A chmod mirrored into the access ACL, as posix_acl_chmod: USER_OBJ, MASK (or
   // GROUP_OBJ without a mask) and OTHER take `mode`'s bits. Returns the node's
   // attribute block with that change, made ready as a new block while the node keeps
@@ -439,6 +451,7 @@ class Tmpfs {
   // ---- end of attributes.cc, data.cc and xattrs.cc helpers ----
 
   Options options_;
+  std::function<void(Ino)> on_suid_sgid_cleared_;
   std::unique_ptr<vm::Vm> vm_;
   std::unique_ptr<vm::Map> space_;
   std::unique_ptr<meta::Kmem> kmem_;

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -368,6 +369,76 @@ TEST_F(MountTest, WriteByAnotherUserClearsSuidButRootKeepsIt) {
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0777u) << "another user's write clears them";
   EXPECT_EQ(ReadFile(path), "z");
+}
+
+// Runs `action` as user and group 65534 in a child; true if it returned true.
+bool AsNobody(const std::function<bool()>& action) {
+  const pid_t child = fork();
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    _exit(action() ? 0 : 3);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// The mode the kernel would use for exec and permission checks: statx asking for the
+// mode alone fetches attributes only if the kernel marked its mode stale.
+uint32_t ModeTheKernelSees(const std::string& path) {
+  struct statx st {};
+  if (statx(AT_FDCWD, path.c_str(), 0, STATX_MODE, &st) != 0) return ~0u;
+  return st.stx_mode & 07777;
+}
+
+// Every way another user's change clears suid/sgid on the side (killpriv_v2.h): a
+// write, an O_DIRECT write, an O_TRUNC open and a truncate. The replies to the first
+// three carry no mode, so the kernel's copy must not keep the bits (the daemon tells it,
+// main.cc); a truncate by a non-owner who may write is allowed, and clears them too.
+TEST_F(MountTest, SuidSgidClearedOnTheSideAreClearedInTheKernelsCacheToo) {
+  struct Case {
+    const char* name;
+    std::function<bool(const std::string&)> change;
+  };
+  const Case cases[] = {
+      {"write",
+       [](const std::string& path) {
+         const int fd = open(path.c_str(), O_WRONLY);
+         const bool ok = fd >= 0 && pwrite(fd, "z", 1, 0) == 1;
+         if (fd >= 0) close(fd);
+         return ok;
+       }},
+      {"O_DIRECT write",
+       [](const std::string& path) {
+         const int fd = open(path.c_str(), O_WRONLY | O_DIRECT);
+         void* block = nullptr;
+         if (fd < 0 || posix_memalign(&block, 4096, 4096) != 0) return false;
+         memset(block, 'd', 4096);
+         const bool ok = pwrite(fd, block, 4096, 0) == 4096;
+         free(block);
+         close(fd);
+         return ok;
+       }},
+      {"O_TRUNC open",
+       [](const std::string& path) {
+         const int fd = open(path.c_str(), O_WRONLY | O_TRUNC);
+         if (fd >= 0) close(fd);
+         return fd >= 0;
+       }},
+      {"truncate", [](const std::string& path) { return truncate(path.c_str(), 1) == 0; }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = Path(std::string("setid-") + c.name);
+    WriteFile(path, "x");
+    ASSERT_EQ(chmod(path.c_str(), 06777), 0);
+    ASSERT_EQ(ModeTheKernelSees(path), 06777u);
+    ASSERT_TRUE(AsNobody([&] { return c.change(path); }));
+    EXPECT_EQ(ModeTheKernelSees(path), 0777u);
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0777u);
+  }
 }
 
 // chattr's flags pass through the kernel's FS_IOC_*FLAGS and FS_IOC_FS*XATTR ioctls
